@@ -1,0 +1,9 @@
+"""Dependency-free helpers shared by the three layers (``bench``, ``methods``, ``evaluators``).
+
+It imports nothing from them, so the layering rule of DESIGN.md section 2 holds: ``methods`` and ``evaluators``
+may use this package without importing each other or ``bench``.
+"""
+from bench_common.compat import ensure_torchvision_importable
+from bench_common.registry import Registry, UnknownNameError
+
+__all__ = ["Registry", "UnknownNameError", "ensure_torchvision_importable"]

@@ -1,0 +1,12 @@
+"""The method registry. Built-ins are registered lazily by "module:Class"; plugins use the ``bench.methods``
+entry-point group (a class implementing :class:`methods.base.Method`)."""
+from bench_common import Registry
+
+METHODS = Registry("method", entry_point_group="bench.methods")
+
+METHODS.register("dpo", "methods.dpo:DPO")
+
+
+def get_method(name: str):
+    """The method class registered under ``name`` (did-you-mean error if unknown)."""
+    return METHODS.get(name)
