@@ -1,0 +1,318 @@
+"""Typed run configuration: dataclass defaults < preset (model family, method) < --config FILE < key=value overrides.
+
+Defaults live here and only here. Presets (``bench/presets/<family>/<method>.toml``) quote the authors' values in
+comments. Overrides are dotted (``train.lr=1e-5``, ``method.beta=2000``) or bare when the key names exactly one field
+(``steps=10``, ``beta=2000``, ``ref_update=stable``). Unknown keys are rejected with a did-you-mean.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from bench_common.registry import did_you_mean
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value. The message names the key and the fix."""
+
+
+@dataclass
+class ModelConfig:
+    #: a registered model name (``bench ls models``), a local diffusers folder or a hub id
+    name: str = "tiny-sd15"
+    #: replace the VAE (a hub id or folder), e.g. "madebyollin/sdxl-vae-fp16-fix" for SDXL
+    vae: str | None = None
+    #: training resolution in pixels; None = the model's native resolution
+    resolution: int | None = None
+    #: LoRA rank; 0 trains the full UNet
+    lora_rank: int = 0
+    lora_alpha: float | None = None
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DataConfig:
+    #: "embedded" (the built-in dry-run set), an HF dataset id, a save_to_disk folder, or parquet file(s)/folder
+    source: str = "embedded"
+    split: str = "train"
+    #: keep human ties (label_0 == 0.5); the DPO family drops them
+    keep_ties: bool = False
+    #: probability that a caption is replaced by "" (the authors: 0.2; MaPO: 0)
+    caption_dropout: float = 0.2
+    #: random horizontal flips (how, "independent" or "joint", is the method's choice)
+    random_flip: bool = True
+    #: use at most this many pairs (after dropping ties and corrupt images); None = all
+    max_pairs: int | None = None
+    #: cache VAE posteriors and text embeddings (they do not depend on trainable weights)
+    cache: bool = True
+    #: where caches and the embedded data live; None = $BENCH_CACHE or ~/.cache/bench
+    cache_dir: str | None = None
+    #: normalisation bounds of raw reward scores for smoothed labels (SmPO authors' values)
+    reward_lo: float = 0.11543526500463486
+    reward_hi: float = 0.28201571106910706
+    num_workers: int = 0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20
+    #: pairs (or images, for unpaired methods) per device per micro-step
+    batch_size: int = 2
+    grad_accum: int = 1
+    #: if set, grad_accum = effective_batch / (batch_size x processes); must divide evenly
+    effective_batch: int | None = None
+    lr: float = 1e-5
+    #: lr = lr x effective batch (the authors' --scale_lr with lr 1e-8)
+    scale_lr: bool = False
+    warmup_steps: int = 0
+    optimizer: str = "adamw"  # adamw | adafactor | adamw8bit
+    weight_decay: float = 1e-2
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    seed: int = 0
+    #: "auto" (LoRA runs: adapters disabled; full fine-tunes: a separate frozen copy), "copy" or "lora-disabled"
+    reference: str = "auto"
+    #: reference-update strategy: frozen | stable ("Rethinking DPO" add-on)
+    ref_update: str = "frozen"
+    ref_update_args: dict[str, Any] = field(default_factory=dict)
+    #: timestep strategy: uniform | aware ("Rethinking DPO" add-on)
+    timesteps: str = "uniform"
+    timesteps_args: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    #: an accelerate tracker ("tensorboard", "wandb") or None
+    tracker: str | None = None
+
+
+@dataclass
+class RunConfig:
+    method: str = "dpo"
+    #: the method's hyper-parameters (validated against the method's Config dataclass)
+    method_args: dict[str, Any] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    #: parent folder of run directories
+    output_dir: str = "runs"
+    #: run directory name; None = "<method>-<model>-<timestamp>"
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _field_paths() -> dict[str, str]:
+    """bare field name -> dotted path, for every unambiguous leaf field."""
+    paths: dict[str, list[str]] = {}
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            paths.setdefault(f.name, []).append(f"{section}.{f.name}")
+    for f in fields(RunConfig):
+        if f.name not in SECTIONS:
+            paths.setdefault(f.name, []).append(f.name)
+    return {k: v[0] for k, v in paths.items() if len(v) == 1}
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a CLI string (or TOML value) to the annotated type."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is not None and type(None) in args:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in {"none", "null"}):
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+            return value.lower() in {"true", "1", "yes", "on"}
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if annotation in (int, float, str):
+        try:
+            if annotation is int and isinstance(value, str):
+                return int(float(value)) if "e" in value.lower() else int(value)
+            return annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}") from None
+    if origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"{key}: expected a table; set single entries as {key}.NAME=VALUE")
+    return value
+
+
+def parse_scalar(text: str) -> Any:
+    """A CLI value for a free-form (dict) entry: JSON if it parses (numbers, booleans), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply(cfg: RunConfig, key: str, value: Any, method_fields: dict[str, Any]) -> None:
+    """Set one (possibly dotted or bare) key on cfg. ``method_fields`` maps the method's config fields to types."""
+    parts = key.split(".")
+    if len(parts) == 1:
+        bare = parts[0]
+        if bare in method_fields and bare not in _field_paths():
+            parts = ["method", bare]
+        elif bare in _field_paths():
+            parts = _field_paths()[bare].split(".")
+        else:
+            known = sorted(set(_field_paths()) | set(method_fields))
+            raise ConfigError(f"unknown config key {key!r}.{did_you_mean(bare, known)} "
+                              f"Use a dotted key (e.g. train.lr=1e-5); `bench train --help-config` lists them all.")
+    head = parts[0]
+    if head in ("method", "method_args"):
+        if len(parts) != 2:
+            raise ConfigError(f"method keys look like method.NAME=VALUE, got {key!r}")
+        name = parts[1]
+        if name not in method_fields:
+            raise ConfigError(f"unknown key {key!r} for method {cfg.method!r}."
+                              f"{did_you_mean(name, list(method_fields))} Its keys: {', '.join(method_fields)}.")
+        cfg.method_args[name] = _coerce(value, method_fields[name], key)
+        return
+    if head in SECTIONS:
+        section = getattr(cfg, head)
+        hints = get_type_hints(type(section))
+        if len(parts) < 2 or parts[1] not in hints:
+            sub = parts[1] if len(parts) > 1 else ""
+            raise ConfigError(f"unknown config key {key!r}.{did_you_mean(sub, list(hints))} "
+                              f"Keys of [{head}]: {', '.join(hints)}.")
+        if len(parts) == 3 and get_origin(hints[parts[1]]) is dict:
+            getattr(section, parts[1])[parts[2]] = parse_scalar(value) if isinstance(value, str) else value
+            return
+        if len(parts) != 2:
+            raise ConfigError(f"config key {key!r} is too deep")
+        setattr(section, parts[1], _coerce(value, hints[parts[1]], key))
+        return
+    top = get_type_hints(RunConfig)
+    if head in top and len(parts) == 1 and head not in SECTIONS:
+        setattr(cfg, head, _coerce(value, top[head], key))
+        return
+    known = list(SECTIONS) + [f.name for f in fields(RunConfig)]
+    raise ConfigError(f"unknown config key {key!r}.{did_you_mean(head, known)}")
+
+
+def apply_mapping(cfg: RunConfig, mapping: dict[str, Any], method_fields: dict[str, Any], prefix: str = "") -> None:
+    """Apply a nested mapping (a TOML file) as dotted keys."""
+    for k, v in mapping.items():
+        key = f"{prefix}{k}"
+        is_free_dict = key.split(".")[-1] in ("ref_update_args", "timesteps_args")
+        if isinstance(v, dict) and not is_free_dict:
+            apply_mapping(cfg, v, method_fields, prefix=f"{key}.")
+        else:
+            apply(cfg, key, v, method_fields)
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. train.lr=1e-5 or beta=2000)")
+        k, v = item.split("=", 1)
+        out.append((k.strip(), v.strip()))
+    return out
+
+
+def preset_path(family: str, method: str) -> Path:
+    return PRESET_DIR / family / f"{method}.toml"
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    with p.open("rb") as fh:
+        try:
+            return tomllib.load(fh)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{p}: not valid TOML ({err})") from None
+
+
+def method_field_types(method_cls: type) -> dict[str, Any]:
+    hints = get_type_hints(method_cls.Config)
+    return {f.name: hints[f.name] for f in fields(method_cls.Config)}
+
+
+def resolve(method: str, model: str, family: str | None, method_cls: type, config_file: str | None,
+            overrides: list[str], base: RunConfig | None = None) -> tuple[RunConfig, list[str]]:
+    """Build the resolved config. Returns it and the list of sources applied (for printing)."""
+    cfg = base or RunConfig()
+    cfg.method, cfg.model.name = method, model
+    mfields = method_field_types(method_cls)
+    sources = ["defaults"]
+    if family is not None and preset_path(family, method).is_file():
+        apply_mapping(cfg, load_toml(preset_path(family, method)), mfields)
+        sources.append(f"preset {family}/{method}")
+    if config_file:
+        apply_mapping(cfg, load_toml(config_file), mfields)
+        sources.append(f"file {config_file}")
+    for k, v in parse_overrides(overrides):
+        apply(cfg, k, v, mfields)
+    if overrides:
+        sources.append("overrides " + " ".join(overrides))
+    validate(cfg)
+    return cfg, sources
+
+
+def validate(cfg: RunConfig) -> None:
+    t = cfg.train
+    choices = {"train.optimizer": (t.optimizer, {"adamw", "adafactor", "adamw8bit"}),
+               "train.mixed_precision": (t.mixed_precision, {"no", "fp16", "bf16"}),
+               "train.reference": (t.reference, {"auto", "copy", "lora-disabled"})}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not one of {sorted(allowed)}.{did_you_mean(value, list(allowed))}")
+    for key, value in {"train.steps": t.steps, "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum}.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if not 0.0 <= cfg.data.caption_dropout <= 1.0:
+        raise ConfigError(f"data.caption_dropout must be in [0, 1], got {cfg.data.caption_dropout}")
+    if t.reference == "lora-disabled" and cfg.model.lora_rank <= 0:
+        raise ConfigError("train.reference=lora-disabled needs a LoRA run: set model.lora_rank (e.g. 8)")
+
+
+def method_config(cfg: RunConfig, method_cls: type) -> Any:
+    return dataclasses.replace(method_cls.Config(), **cfg.method_args)
+
+
+def grad_accum_for(cfg: RunConfig, num_processes: int) -> int:
+    """Accumulation steps: from train.effective_batch when set, else train.grad_accum."""
+    t = cfg.train
+    if t.effective_batch is None:
+        return t.grad_accum
+    per = t.batch_size * num_processes
+    if t.effective_batch % per:
+        raise ConfigError(f"train.effective_batch={t.effective_batch} is not a multiple of batch_size x processes "
+                          f"= {t.batch_size} x {num_processes}; change one of them")
+    return t.effective_batch // per
+
+
+def all_keys(method_cls: type | None = None) -> list[tuple[str, str, Any]]:
+    """(dotted key, type, default) for every config key; for --help-config."""
+    rows = []
+    for section, cls in SECTIONS.items():
+        hints = get_type_hints(cls)
+        inst = cls()
+        for f in fields(cls):
+            rows.append((f"{section}.{f.name}", getattr(hints[f.name], "__name__", str(hints[f.name])),
+                         getattr(inst, f.name)))
+    if method_cls is not None:
+        inst = method_cls.Config()
+        for name, tp in method_field_types(method_cls).items():
+            rows.append((f"method.{name}", getattr(tp, "__name__", str(tp)), getattr(inst, name)))
+    return rows

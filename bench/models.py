@@ -1,0 +1,323 @@
+"""Base models: a registry of named models, loading of diffusers folders / hub ids, tiny models built from config,
+and text conditioning (SD1.5: last hidden state; SDXL: both encoders' penultimate states + pooled + time ids).
+
+Real weights are never faked: when a model's files are not available offline, :class:`MissingWeightsError` says which
+files are missing and how to get them. Tiny models are built from config with a fixed seed and materialised once as
+a real diffusers folder (``StableDiffusionPipeline.from_pretrained`` loads it), so the real loading path runs in tests.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from bench_common import Registry
+from methods.base import Cond
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A model's weight files are not available locally. The message names them and how to get them."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str  # hub id, or "built:<name>" for tiny models
+    family: str  # "sd15" | "sdxl" | "tiny" (preset family)
+    resolution: int
+    description: str
+    vae: str | None = None  # recommended VAE replacement (not applied unless asked)
+    builder: Callable[[Path], None] | None = None
+
+
+MODELS = Registry("model")
+COMPONENT_FILES = {
+    "sd15": ["model_index.json", "scheduler/scheduler_config.json", "unet/config.json",
+             "unet/diffusion_pytorch_model.safetensors", "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+             "text_encoder/config.json", "text_encoder/model.safetensors", "tokenizer/vocab.json",
+             "tokenizer/merges.txt"],
+}
+COMPONENT_FILES["sdxl"] = COMPONENT_FILES["sd15"] + [
+    "text_encoder_2/config.json", "text_encoder_2/model.safetensors", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt"]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "bench"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tiny models built from config
+# ----------------------------------------------------------------------------------------------------------------
+
+def clip_tokenizer_files(folder: Path) -> None:
+    """Write a full CLIP BPE tokenizer (49408 ids, identical to open_clip's) from the vocabulary open_clip ships."""
+    import open_clip
+
+    bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    byte_chars = _bytes_to_unicode()
+    vocab = list(byte_chars) + [c + "</w>" for c in byte_chars] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "model_max_length": 77, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "do_lower_case": True}))
+
+
+def _bytes_to_unicode() -> list[str]:
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def _tiny_text_config(hidden: int, with_projection: bool):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                          num_attention_heads=2, max_position_embeddings=77, projection_dim=hidden,
+                          bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+
+
+def build_tiny(folder: Path, sdxl: bool, sample_size: int = 32) -> None:
+    """A tiny SD1.5- or SDXL-shaped model from config (seed 0), saved in diffusers format in ``folder``."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    text_dim = 32
+    unet_kwargs = dict(sample_size=sample_size // 2, in_channels=4, out_channels=4, layers_per_block=1,
+                       block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=8, norm_num_groups=8)
+    if sdxl:
+        unet_kwargs.update(cross_attention_dim=2 * text_dim, addition_embed_type="text_time",
+                           addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + text_dim,
+                           transformer_layers_per_block=1)
+    else:
+        unet_kwargs.update(cross_attention_dim=text_dim)
+    unet = UNet2DConditionModel(**unet_kwargs)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        layers_per_block=1, norm_num_groups=8, sample_size=sample_size)
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              num_train_timesteps=1000, clip_sample=False, steps_offset=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(folder / "unet")
+    vae.save_pretrained(folder / "vae")
+    scheduler.save_pretrained(folder / "scheduler")
+    CLIPTextModel(_tiny_text_config(text_dim, False)).save_pretrained(folder / "text_encoder")
+    clip_tokenizer_files(folder / "tokenizer")
+    index = {"_class_name": "StableDiffusionXLPipeline" if sdxl else "StableDiffusionPipeline",
+             "_diffusers_version": "0.30.0", "scheduler": ["diffusers", "DDPMScheduler"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    if sdxl:
+        CLIPTextModelWithProjection(_tiny_text_config(text_dim, True)).save_pretrained(folder / "text_encoder_2")
+        clip_tokenizer_files(folder / "tokenizer_2")
+        index.update(text_encoder_2=["transformers", "CLIPTextModelWithProjection"],
+                     tokenizer_2=["transformers", "CLIPTokenizer"], force_zeros_for_empty_prompt=True)
+    else:
+        index.update(safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False)
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+MODELS.register("sd15", ModelSpec("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd15", 512,
+                                   "Stable Diffusion 1.5 (512 px)"))
+MODELS.register("sdxl", ModelSpec("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024,
+                                   "SDXL base 1.0 (1024 px); the authors use vae=madebyollin/sdxl-vae-fp16-fix",
+                                   vae="madebyollin/sdxl-vae-fp16-fix"))
+MODELS.register("tiny-sd15", ModelSpec("tiny-sd15", "built:tiny-sd15", "tiny", 32,
+                                        "tiny random SD1.5-shaped model built from config (dry runs, tests)",
+                                        builder=lambda p: build_tiny(p, sdxl=False)))
+MODELS.register("tiny-sdxl", ModelSpec("tiny-sdxl", "built:tiny-sdxl", "tiny", 32,
+                                        "tiny random SDXL-shaped model built from config (dry runs, tests)",
+                                        builder=lambda p: build_tiny(p, sdxl=True)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resolution and loading
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Components:
+    name: str
+    path: str  # local folder or hub id the components came from
+    family: str  # "sd15" or "sdxl" architecture
+    preset_family: str
+    resolution: int
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoders: list
+    tokenizers: list
+    scheduler: object
+    identity: str  # stable string identifying the weights (cache keys)
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.family == "sdxl"
+
+    @property
+    def vae_scale(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+
+def _built_path(spec: ModelSpec) -> Path:
+    folder = cache_root() / "models" / spec.name
+    if not (folder / "model_index.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=folder.parent))
+        spec.builder(tmp)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process built it first
+            import shutil
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def resolve_model(name: str) -> tuple[str, str, str, int]:
+    """(name, path or hub id, preset family, resolution) for a registered name, a local folder or a hub id."""
+    if name in MODELS:
+        spec = MODELS.get(name)
+        path = str(_built_path(spec)) if spec.builder else spec.source
+        return spec.name, path, spec.family, spec.resolution
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "model_index.json").is_file():
+            raise MissingWeightsError(f"{p} is not a diffusers model folder (no model_index.json). Point --model at "
+                                      "a folder saved with `pipeline.save_pretrained(...)`.")
+        fam = "sdxl" if "text_encoder_2" in json.loads((p / "model_index.json").read_text()) else "sd15"
+        return p.name, str(p), fam, 1024 if fam == "sdxl" else 512
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name, name, "sdxl" if "xl" in name.lower() else "sd15", 1024 if "xl" in name.lower() else 512
+    raise MissingWeightsError(f"unknown model {name!r}: not a registered name "
+                              f"({', '.join(MODELS.names())}), an existing folder, or a hub id like org/name")
+
+
+def _missing_files(path: str, family: str) -> list[str]:
+    if Path(path).exists():
+        base = Path(path)
+        need = [f for f in COMPONENT_FILES[family] if not f.endswith(".safetensors")]
+        missing = [f for f in need if not (base / f).is_file()]
+        for sub in ("unet", "vae", "text_encoder") + (("text_encoder_2",) if family == "sdxl" else ()):
+            if not list((base / sub).glob("*.safetensors")) + list((base / sub).glob("*.bin")):
+                missing.append(f"{sub}/*.safetensors")
+        return missing
+    from huggingface_hub import try_to_load_from_cache
+
+    return [f for f in COMPONENT_FILES[family] if not isinstance(try_to_load_from_cache(path, f), str)]
+
+
+def missing_weights_message(name: str, path: str, family: str, missing: list[str]) -> str:
+    shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+    if Path(path).exists():
+        return f"model {name!r} at {path} is incomplete: missing {shown}."
+    return (f"weights of model {name!r} ({path}) are not available offline: missing {shown}. Get them with "
+            f"`hf download {path} --exclude '*.bin' '*.ckpt' '*fp16*'` (stored under $HF_HOME, now "
+            f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}), or pass --model /path/to/a/diffusers/folder.")
+
+
+def load_components(name: str, vae: str | None = None, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32, resolution: int | None = None) -> Components:
+    """Load UNet, VAE, text encoder(s), tokenizer(s) and the DDPM scheduler of a model (see module docstring)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    name, path, preset_family, native_res = resolve_model(name)
+    family = preset_family if preset_family in ("sd15", "sdxl") else _arch_family(path)
+    missing = _missing_files(path, family)
+    if missing:
+        raise MissingWeightsError(missing_weights_message(name, path, family, missing))
+    kw = {"local_files_only": bool(os.environ.get("HF_HUB_OFFLINE"))} if not Path(path).exists() else {}
+    try:
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype, **kw)
+        vae_model = (AutoencoderKL.from_pretrained(vae, torch_dtype=dtype, **kw) if vae else
+                     AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype, **kw))
+        encoders = [CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtype, **kw)]
+        tokenizers = [CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)]
+        if family == "sdxl":
+            encoders.append(CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2",
+                                                                        torch_dtype=dtype, **kw))
+            tokenizers.append(CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2", **kw))
+        scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", **kw)
+    except OSError as err:
+        raise MissingWeightsError(missing_weights_message(name, path, family, [str(err).splitlines()[0]])) from err
+    if scheduler.config.prediction_type != "epsilon":
+        raise ValueError(f"{name}: prediction_type {scheduler.config.prediction_type!r}; the methods here are "
+                         "specified for epsilon prediction")
+    for m in [unet, vae_model, *encoders]:
+        m.to(device)
+    for m in [vae_model, *encoders]:
+        m.requires_grad_(False).eval()
+    identity = f"{path}|vae={vae or 'own'}|{_weights_fingerprint(path)}"
+    return Components(name, path, family, preset_family, resolution or native_res, unet, vae_model, encoders,
+                      tokenizers, scheduler, identity)
+
+
+def _arch_family(path: str) -> str:
+    index = Path(path) / "model_index.json"
+    return "sdxl" if index.is_file() and "text_encoder_2" in json.loads(index.read_text()) else "sd15"
+
+
+def _weights_fingerprint(path: str) -> str:
+    """Size+mtime of the local weight files (cheap); hub ids are identified by their resolved snapshot."""
+    p = Path(path)
+    if not p.exists():
+        from huggingface_hub import try_to_load_from_cache
+        f = try_to_load_from_cache(path, "unet/config.json")
+        return Path(f).parent.parent.name if isinstance(f, str) else "unknown-snapshot"
+    parts = []
+    for f in sorted(p.glob("*/*.safetensors")):
+        st = f.stat()
+        parts.append(f"{f.relative_to(p)}:{st.st_size}:{int(st.st_mtime)}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Text conditioning
+# ----------------------------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def encode_text(comps: Components, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(encoder_hidden_states (B, 77, D), pooled (B, P) or None) in float32.
+
+    SD1.5: ``text_encoder(ids)[0]``. SDXL: ``hidden_states[-2]`` of both encoders concatenated, and encoder 2's
+    projected pooled output (implementation_notes.md section 2).
+    """
+    device = comps.text_encoders[0].device
+    states, pooled = [], None
+    for enc, tok in zip(comps.text_encoders, comps.tokenizers):
+        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                  return_tensors="pt").input_ids.to(device)
+        if not comps.is_sdxl:
+            states.append(enc(ids)[0])
+            continue
+        out = enc(ids, output_hidden_states=True)
+        states.append(out.hidden_states[-2])
+        if hasattr(out, "text_embeds"):
+            pooled = out.text_embeds
+    hidden = torch.cat(states, dim=-1).float()
+    return hidden, None if pooled is None else pooled.float()
+
+
+def make_cond(comps: Components, hidden: torch.Tensor, pooled: torch.Tensor | None) -> Cond:
+    """Cond for a batch; SDXL gets the fixed time ids [res, res, 0, 0, res, res] of the DPO family."""
+    if not comps.is_sdxl:
+        return Cond(hidden)
+    res = comps.resolution
+    time_ids = torch.tensor([res, res, 0, 0, res, res], dtype=torch.float32, device=hidden.device)
+    return Cond(hidden, {"text_embeds": pooled, "time_ids": time_ids.expand(hidden.shape[0], 6)})
