@@ -175,6 +175,7 @@ def apply(cfg: RunConfig, key: str, value: Any, method_fields: dict[str, Any]) -
             known = sorted(set(_field_paths()) | set(method_fields))
             raise ConfigError(f"unknown config key {key!r}.{did_you_mean(bare, known)} "
                               f"Use a dotted key (e.g. train.lr=1e-5); `bench train --help-config` lists them all.")
+        key = ".".join(parts)
     head = parts[0]
     if head in ("method", "method_args"):
         if len(parts) != 2:

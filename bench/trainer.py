@@ -239,7 +239,8 @@ class Trainer:
                     acc.log({k: v for k, v in metrics.items() if k != "step"}, step=step + 1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics.get('acc', float('nan')):.2f}")
             done = step + 1
-            if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < cfg.train.steps:
+            every = cfg.train.checkpoint_every
+            if every and (done % every == 0 or done == cfg.train.steps):  # the last one lets a run be extended
                 self.save_checkpoint(done)
         self._finish()
         return self.run_dir
