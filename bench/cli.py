@@ -177,6 +177,23 @@ def ls(what: str = typer.Argument(..., help="methods | models | scorers | prompt
                          "Choose methods, models, scorers or prompts."))
 
 
+@app.command()
+def perf(methods: str = typer.Option("dpo", help="comma-separated methods"),
+         model: str = typer.Option("tiny-sd15", help="model name or path"),
+         variants: str = typer.Option("cached,no-cache", help="comma-separated variants (bench/perf.py VARIANTS)"),
+         batch_size: int = typer.Option(4, help="pairs per step"),
+         warmup: int = typer.Option(3), repeats: int = typer.Option(15),
+         out: Path = typer.Option(Path("results/perf"), help="folder for the results files"),
+         overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP)) -> None:
+    """Benchmark the training step of methods under variants; writes JSON + markdown results files."""
+    from bench import perf as perf_mod
+
+    _quiet_libraries()
+    path = perf_mod.run(methods.split(","), model, variants.split(","), batch_size, warmup, repeats, out,
+                        overrides or [])
+    typer.echo(f"results: {path} and {path.with_suffix('.md')}")
+
+
 def main() -> None:
     app()
 

@@ -238,10 +238,7 @@ def load_components(name: str, vae: str | None = None, device: str | torch.devic
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     name, path, preset_family, native_res = resolve_model(name)
-    family = preset_family if preset_family in ("sd15", "sdxl") else _arch_family(path)
-    missing = _missing_files(path, family)
-    if missing:
-        raise MissingWeightsError(missing_weights_message(name, path, family, missing))
+    family = checked_architecture(name, path, preset_family)
     kw = {"local_files_only": bool(os.environ.get("HF_HUB_OFFLINE"))} if not Path(path).exists() else {}
     try:
         unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype, **kw)
@@ -266,6 +263,15 @@ def load_components(name: str, vae: str | None = None, device: str | torch.devic
     identity = f"{path}|vae={vae or 'own'}|{_weights_fingerprint(path)}"
     return Components(name, path, family, preset_family, resolution or native_res, unet, vae_model, encoders,
                       tokenizers, scheduler, identity)
+
+
+def checked_architecture(name: str, path: str, preset_family: str) -> str:
+    """"sd15" or "sdxl" for a resolved model; raises MissingWeightsError when its files are not available."""
+    family = preset_family if preset_family in ("sd15", "sdxl") else _arch_family(path)
+    missing = _missing_files(path, family)
+    if missing:
+        raise MissingWeightsError(missing_weights_message(name, path, family, missing))
+    return family
 
 
 def _arch_family(path: str) -> str:
