@@ -53,6 +53,10 @@ class DataConfig:
     cache: bool = True
     #: where caches and the embedded data live; None = $BENCH_CACHE or ~/.cache/bench
     cache_dir: str | None = None
+    #: raw reward scores per pair written by `bench label` (a parquet file); None = the data's reward_0/reward_1
+    #: columns, or, under `bench run`, labels computed once with label_scorer and cached
+    labels: str | None = None
+    label_scorer: str = "pickscore"
     #: normalisation bounds of raw reward scores for smoothed labels (SmPO authors' values)
     reward_lo: float = 0.11543526500463486
     reward_hi: float = 0.28201571106910706
@@ -87,6 +91,12 @@ class TrainConfig:
     #: timestep strategy: uniform | aware ("Rethinking DPO" add-on)
     timesteps: str = "uniform"
     timesteps_args: dict[str, Any] = field(default_factory=dict)
+    #: speed switches (bench perf compares them): fused AdamW kernel, channels_last UNet memory layout,
+    #: torch.compile of the policy UNet, and the naive baseline that runs the UNet one image at a time
+    fused_optimizer: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    unbatched_forwards: bool = False
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     log_every: int = 1

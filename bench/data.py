@@ -89,9 +89,14 @@ def data_cache_dir(cfg: DataConfig | None = None) -> Path:
     return Path(cfg.cache_dir) if cfg is not None and cfg.cache_dir else cache_root()
 
 
+def dataset_fingerprint(ds) -> str:
+    """Identity of the source rows (HF datasets' content fingerprint and length)."""
+    return hashlib.sha256(f"{getattr(ds, '_fingerprint', None)}|{len(ds)}".encode()).hexdigest()[:16]
+
+
 def _fingerprint(ds, cfg: DataConfig) -> str:
-    fp = getattr(ds, "_fingerprint", None) or str(len(ds))
-    key = json.dumps({"ds": fp, "n": len(ds), "keep_ties": cfg.keep_ties, "max_pairs": cfg.max_pairs, "v": 1})
+    """Identity of the usable pair list: the rows and the options that select among them."""
+    key = json.dumps({"ds": dataset_fingerprint(ds), "keep_ties": cfg.keep_ties, "max_pairs": cfg.max_pairs, "v": 1})
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -121,7 +126,8 @@ class PairStore:
     rows: np.ndarray
     swap: np.ndarray
     captions: list[str]
-    fingerprint: str
+    fingerprint: str  # the usable pair list (caches are keyed by it)
+    data_fingerprint: str  # the source rows (labels are keyed by it)
     dropped: dict[str, int] = field(default_factory=dict)
     rewards: np.ndarray | None = None  # (N, 2) raw reward scores, winner first (reward_0 / reward_1 columns)
 
@@ -182,11 +188,34 @@ def prepare_pairs(cfg: DataConfig, show_progress: bool = True) -> PairStore:
         raise DataError(f"no usable pairs in {cfg.source!r} ({dropped}); check label_0 values or set "
                         "data.keep_ties=true")
     swap = labels[rows] == 0.0
-    rewards = None
-    if "reward_0" in ds.column_names and "reward_1" in ds.column_names:
-        r = np.stack([np.asarray(ds.select_columns([c])[c], dtype=np.float64)[rows] for c in ("reward_0", "reward_1")], 1)
-        rewards = np.where(swap[:, None], r[:, ::-1], r)
-    return PairStore(ds, rows, swap, [captions_all[int(r)] for r in rows], fp, dropped, rewards)
+    raw = None
+    if cfg.labels:
+        raw = load_labels(Path(cfg.labels), rows, dataset_fingerprint(ds))
+    elif "reward_0" in ds.column_names and "reward_1" in ds.column_names:
+        raw = np.stack([np.asarray(ds.select_columns([c])[c], dtype=np.float64)[rows] for c in ("reward_0", "reward_1")], 1)
+    rewards = None if raw is None else np.where(swap[:, None], raw[:, ::-1], raw)
+    return PairStore(ds, rows, swap, [captions_all[int(r)] for r in rows], fp, dataset_fingerprint(ds), dropped,
+                     rewards)
+
+
+def load_labels(path: Path, rows: np.ndarray, fingerprint: str) -> np.ndarray:
+    """(N, 2) raw reward scores in source-column order (jpg_0, jpg_1) for ``rows``, from a ``bench label`` file."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"labels file {path} does not exist: run `bench label --data SRC --out {path}`")
+    header_file = path.with_suffix(".json")
+    if header_file.is_file():
+        header = json.loads(header_file.read_text())
+        if header.get("data_fingerprint") != fingerprint:
+            raise DataError(f"labels {path} were computed for other data (fingerprint "
+                            f"{header.get('data_fingerprint')} != {fingerprint}); rerun `bench label`")
+    df = pd.read_parquet(path).set_index("row")
+    missing = [int(r) for r in rows if int(r) not in df.index]
+    if missing:
+        raise DataError(f"labels {path} lack {len(missing)} of the training rows (e.g. row {missing[0]}); "
+                        "rerun `bench label` on this data")
+    return df.loc[[int(r) for r in rows], ["reward_0", "reward_1"]].to_numpy(dtype=np.float64)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

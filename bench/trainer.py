@@ -46,15 +46,24 @@ class Context:
         self.num_train_timesteps = len(trainer.alphas_cumprod)
         self.device = trainer.device
 
+    def _run(self, fn, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+        """Batched call, or one image at a time (train.unbatched_forwards: the naive baseline of bench perf)."""
+        if not self.tr.cfg.train.unbatched_forwards:
+            return fn(x, t, cond)
+        return torch.cat([fn(x[i:i + 1], t[i:i + 1], cond.select(slice(i, i + 1))) for i in range(x.shape[0])])
+
+    def _policy(self, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+        return self.tr.policy(x, t, **cond.unet_kwargs()).sample.float()
+
     def policy(self, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         self.tr.cost.count_forward(x.shape[0], with_grad=True)
-        return self.tr.policy(x, t, **cond.unet_kwargs()).sample.float()
+        return self._run(self._policy, x, t, cond)
 
     @torch.no_grad()
     def policy_no_grad(self, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         self.tr.cost.count_forward(x.shape[0], with_grad=False)
         with self.tr.cost.phase("inversion"):
-            return self.tr.policy(x, t, **cond.unet_kwargs()).sample.float()
+            return self._run(self._policy, x, t, cond)
 
     @torch.no_grad()
     def reference(self, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
@@ -62,7 +71,7 @@ class Context:
             raise RuntimeError("this method declared uses_reference = False but called ctx.reference")
         self.tr.cost.count_forward(x.shape[0], with_grad=False)
         with self.tr.cost.phase("reference_forward"):
-            return self.tr.reference(x, t, cond)
+            return self._run(self.tr.reference, x, t, cond)
 
     def timesteps(self, slots: torch.Tensor, stream: str = "t") -> torch.Tensor:
         u = rng.uniform(self.tr.seed, self.step, slots.tolist(), stream)[:, 0]
@@ -162,6 +171,10 @@ class Trainer:
                         if self.reference is not None and self.ref_update.needs_initial_copy else None)
         self.timestep_strategy = TIMESTEP_STRATEGIES.get(t.timesteps)(
             num_train_timesteps=len(self.alphas_cumprod), **t.timesteps_args)
+        if t.channels_last:
+            unet.to(memory_format=torch.channels_last)
+            if self.reference is not None and self.reference.module is not None:
+                self.reference.module.to(memory_format=torch.channels_last)
         unet.train()
         self.trainable = [p for p in unet.parameters() if p.requires_grad]
         self.lr = t.lr * (self.global_batch if t.scale_lr else 1)
@@ -171,6 +184,8 @@ class Trainer:
         scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=t.warmup_steps)
         self.policy, self.optimizer, self.scheduler = acc.prepare(unet, optimizer, scheduler)
         self.unwrapped = acc.unwrap_model(self.policy)
+        if t.compile:
+            self.policy = torch.compile(self.policy)
 
     # ----------------------------------------------------------------------------------------------------------
     def _labels(self):
@@ -192,7 +207,7 @@ class Trainer:
         t = self.cfg.train
         if t.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=self.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps,
-                                     weight_decay=t.weight_decay)
+                                     weight_decay=t.weight_decay, fused=t.fused_optimizer or None)
         if t.optimizer == "adafactor":
             from transformers.optimization import Adafactor
 

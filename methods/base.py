@@ -39,6 +39,10 @@ class Cond:
         cat = lambda x: torch.cat([x] * n, dim=0)  # noqa: E731
         return Cond(cat(self.encoder_hidden_states), {k: cat(v) for k, v in (self.added or {}).items()} or None)
 
+    def select(self, index: Any) -> "Cond":
+        """The conditioning of a sub-batch (an index, slice or boolean mask along dim 0)."""
+        return Cond(self.encoder_hidden_states[index], {k: v[index] for k, v in (self.added or {}).items()} or None)
+
     def to(self, *args: Any, **kwargs: Any) -> "Cond":
         move = lambda x: x.to(*args, **kwargs)  # noqa: E731
         return Cond(move(self.encoder_hidden_states), {k: move(v) for k, v in (self.added or {}).items()} or None)

@@ -215,3 +215,17 @@ def test_final_weights_load_with_from_pretrained(tmp_path):
     assert run["schema_version"] == 1 and run["method"] == "dpo" and env["versions"]["torch"]
     assert "commit" in env["git"] and env["devices"]["kind"] == "cpu"
     assert json.loads((out / "config.json").read_text())["method_args"]["beta"] == 5000.0
+
+
+def test_speed_switches_do_not_change_the_step(tmp_path, pairs):
+    """The naive baseline (one image per UNet call, no cache) and channels_last/fused AdamW give the same first
+    step as the default batched path (loss equal to float tolerance)."""
+    logs = {}
+    for name, extra in {"default": [], "naive": ["train.unbatched_forwards=true", "data.cache=false"],
+                        "fast": ["train.channels_last=true", "train.fused_optimizer=true"]}.items():
+        train(tiny_config("dpo", "tiny-sd15", f"data.source={pairs}", *extra), tmp_path / name, show_progress=False)
+        logs[name] = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    for name in ("naive", "fast"):
+        for a, b in zip(logs["default"], logs[name]):
+            assert b["err_w"] == pytest.approx(a["err_w"], rel=1e-5)
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-4)
