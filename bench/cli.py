@@ -73,7 +73,8 @@ def _relaunch(num_processes: int) -> None:
 
 def _train(method: str, model: str, data: Optional[str], config: Optional[Path], overrides: list[str],
            name: Optional[str], output_dir: Optional[Path], resume: bool, num_processes: int,
-           help_config: bool, quiet: bool) -> Path:
+           help_config: bool, quiet: bool):
+    """Resolve the config, train, and return (run directory, resolved config)."""
     from bench.config import ConfigError, all_keys
     from bench.data import DataError
     from bench.models import MissingWeightsError
@@ -107,7 +108,7 @@ def _train(method: str, model: str, data: Optional[str], config: Optional[Path],
         out = train(cfg, run_dir, resume=resume, show_progress=not quiet)
         if is_main:
             typer.echo(f"run directory: {out}")
-        return out
+        return out, cfg
     except (ConfigError, DataError, MissingWeightsError, UnknownNameError, ImportError) as err:
         _fail(err)
 
@@ -138,12 +139,140 @@ def run(method: str = _METHOD, model: str = _MODEL, data: Optional[str] = _DATA,
         config: Optional[Path] = _CONFIG, overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
         name: Optional[str] = _NAME, output_dir: Optional[Path] = _OUT, resume: bool = _RESUME,
         num_processes: int = _NPROC, help_config: bool = _HELPCFG, quiet: bool = _QUIET) -> None:
-    """Train, then evaluate against the base model (evaluation lands with the evaluation harness)."""
-    out = _train(method, model, data, config, overrides or [], name, output_dir, resume, num_processes,
-                 help_config, quiet)
-    if os.environ.get("RANK", "0") == "0":
-        typer.echo(f"training done: {out}. Evaluation is not wired into `bench run` yet; "
-                   "see `bench ls` for what is available.")
+    """Train, evaluate the run and the base model (same prompts, seeds, sampler, scorers), print the table row."""
+    out, cfg = _train(method, model, data, config, overrides or [], name, output_dir, resume, num_processes,
+                      help_config, quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if not cfg.eval.enabled:
+        typer.echo(f"run directory: {out} (evaluation disabled: eval.enabled=false)")
+        return
+    try:
+        _evaluate_and_compare(out, cfg, quiet)
+    except Exception as err:  # noqa: BLE001 - the trained run is kept; say how to finish the evaluation
+        _fail(RuntimeError(f"training finished ({out}) but evaluation failed: {err}. Fix it and run "
+                           f"`bench eval --checkpoint {out}`"))
+
+
+def _evaluate_and_compare(run_dir: Path, cfg, quiet: bool) -> None:
+    from bench.evaluate import base_run_dir, evaluate, load_scorer, spec_from
+    from evaluators.prompts import load_prompts
+    from evaluators.scorers.registry import get_scorer
+    from evaluators.tables import render, results_table, win_rate_table
+
+    e = cfg.eval
+    prompt_set = load_prompts(e.prompts, limit=e.limit)
+    spec = spec_from(e, cfg.model.resolution or _native_resolution(cfg.model.name))
+    metrics = [m.strip() for m in e.metrics.split(",") if m.strip()]
+    scorers = {m: load_scorer(get_scorer(m)) for m in metrics}  # loaded once, used for both evaluations
+    base = base_run_dir(Path(cfg.output_dir), cfg.model.name, spec)
+    typer.echo(f"evaluating on {prompt_set.name} ({len(prompt_set.prompts)} prompts x {e.images_per_prompt}), "
+               f"{spec.sampler} {spec.steps} steps, cfg {spec.cfg}, metrics {', '.join(metrics)}")
+    evaluate(base, prompt_set, metrics, spec, model=cfg.model.name, scorers=scorers, batch_size=e.batch_size,
+             progress=not quiet)
+    evaluate(run_dir, prompt_set, metrics, spec, run_dir=run_dir, scorers=scorers, batch_size=e.batch_size,
+             progress=not quiet)
+    table = render(results_table([base, run_dir], prompt_set=prompt_set.name), "md")
+    wins = render(win_rate_table([run_dir], base, prompt_set=prompt_set.name), "md")
+    (run_dir / "table.md").write_text(table + "\n\n" + wins + "\n")
+    typer.echo(table + "\n\n" + wins)
+    typer.echo(f"run directory: {run_dir} (table.md; base model evaluation: {base})")
+
+
+def _native_resolution(model: str) -> int:
+    from bench.models import resolve_model
+
+    return resolve_model(model)[3]
+
+
+@app.command("eval")
+def eval_(model: Optional[str] = typer.Option(None, "--model", help="a base model to evaluate"),
+          checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="a run directory to evaluate"),
+          prompts: str = typer.Option("toy", "--prompts", help="prompt set name or file (bench ls prompts)"),
+          metrics: str = typer.Option("toy-pickscore,toy-hps,toy-imagereward,toy-aesthetic", "--metrics"),
+          images_per_prompt: int = typer.Option(1), seed: int = typer.Option(0),
+          sampler: str = typer.Option("ddim"), steps: int = typer.Option(25), cfg_scale: float = typer.Option(5.0, "--cfg"),
+          resolution: Optional[int] = typer.Option(None, help="default: the model's native resolution"),
+          limit: Optional[int] = typer.Option(None, help="only the first N prompts (equal share per style)"),
+          batch_size: int = typer.Option(8), output_dir: Path = typer.Option(Path("runs"), "--output-dir"),
+          scorer_weights: Optional[list[str]] = typer.Option(None, "--scorer-weights",
+                                                             help="METRIC=PATH|HUB_ID for a scorer's weights"),
+          quiet: bool = _QUIET) -> None:
+    """Generate with fixed seeds and score: a base model (--model) or a trained run (--checkpoint)."""
+    from bench.config import EvalConfig
+    from bench.evaluate import base_run_dir, evaluate, spec_from
+    from bench.models import MissingWeightsError, resolve_model
+    from evaluators.prompts import load_prompts
+
+    if (model is None) == (checkpoint is None):
+        _fail(ValueError("pass exactly one of --model NAME|PATH or --checkpoint RUN_DIR"))
+    _quiet_libraries()
+    try:
+        import json
+        base_model = model or json.loads((checkpoint / "run.json").read_text())["model"]
+        e = EvalConfig(prompts=prompts, limit=limit, metrics=metrics, images_per_prompt=images_per_prompt,
+                       sampler=sampler, steps=steps, cfg=cfg_scale, resolution=resolution, seed=seed)
+        spec = spec_from(e, resolution or resolve_model(base_model)[3])
+        sources = dict(item.split("=", 1) for item in scorer_weights or [])
+        prompt_set = load_prompts(prompts, limit=limit)
+        out = checkpoint or base_run_dir(output_dir, model, spec)
+        folder = evaluate(out, prompt_set, [m.strip() for m in metrics.split(",")], spec, model=model,
+                          run_dir=checkpoint, scorer_sources=sources, batch_size=batch_size, progress=not quiet)
+    except (MissingWeightsError, FileNotFoundError, ValueError) as err:
+        _fail(err)
+    typer.echo(json.dumps(json.loads((folder / "summary.json").read_text())["metrics"], indent=1))
+    typer.echo(f"evaluation: {folder}")
+
+
+@app.command()
+def table(run_dirs: list[Path] = typer.Argument(..., help="run directories (rows)"),
+          baseline: Optional[Path] = typer.Option(None, help="run directory to compute win rates against"),
+          fmt: str = typer.Option("md", "--format", help="md | csv | latex"),
+          prompts: Optional[str] = typer.Option(None, "--prompts", help="prompt set (default: the one they share)"),
+          with_reference: bool = typer.Option(False, help="add the papers' reported numbers for the same model"),
+          plots: Optional[Path] = typer.Option(None, help="also write plots (win rates, distributions, grid) here")) -> None:
+    """Paper-style tables (medians, cost) and win rates, from run directories only (no model is run)."""
+    from evaluators import plots as P
+    from evaluators.rundir import RunDirError
+    from evaluators.tables import render, results_table, win_rate_table
+
+    try:
+        typer.echo(render(results_table(run_dirs, prompt_set=prompts, with_reference=with_reference), fmt))
+        if baseline is not None:
+            typer.echo("\n" + render(win_rate_table(run_dirs, baseline, prompt_set=prompts), fmt))
+        if plots is not None:
+            plots.mkdir(parents=True, exist_ok=True)
+            paths = [P.plot_score_distributions(run_dirs, plots / "scores.png", prompt_set=prompts),
+                     P.image_grid(([baseline] if baseline else []) + list(run_dirs), plots / "grid.png",
+                                  prompt_set=prompts)]
+            if baseline is not None:
+                paths.append(P.plot_win_rates(run_dirs, baseline, plots / "win_rates.png", prompt_set=prompts))
+            typer.echo("plots: " + ", ".join(str(p) for p in paths))
+    except (RunDirError, ValueError) as err:
+        _fail(err)
+
+
+@app.command()
+def label(data: str = typer.Option(..., "--data", help="preference data source (as for --data of train)"),
+          scorer: str = typer.Option("pickscore", "--scorer", help="a registered scorer"),
+          out: Optional[Path] = typer.Option(None, "--out", help="labels parquet (default: the label cache)"),
+          weights: Optional[str] = typer.Option(None, "--weights", help="scorer weights: local path or hub id"),
+          split: str = typer.Option("train"), keep_ties: bool = typer.Option(False),
+          batch_size: int = typer.Option(32)) -> None:
+    """Score every pair once with a reward scorer (raw scores, e.g. PickScore's cosine) for smoothed labels."""
+    from bench.config import DataConfig
+    from bench.data import DataError
+    from bench.evaluate import load_scorer
+    from bench.label import label as run_label
+    from evaluators.scorers.registry import get_scorer
+
+    _quiet_libraries()
+    try:
+        path = run_label(DataConfig(source=data, split=split, keep_ties=keep_ties),
+                         load_scorer(get_scorer(scorer), weights), scorer, out, batch_size)
+    except (DataError, FileNotFoundError, ValueError) as err:
+        _fail(err)
+    typer.echo(f"labels: {path} (train with data.labels={path})")
 
 
 @app.command("ls")

@@ -1,8 +1,9 @@
 """Typed run configuration: dataclass defaults < preset (model family, method) < --config FILE < key=value overrides.
 
 Defaults live here and only here. Presets (``bench/presets/<family>/<method>.toml``) quote the authors' values in
-comments. Overrides are dotted (``train.lr=1e-5``, ``method.beta=2000``) or bare when the key names exactly one field
-(``steps=10``, ``beta=2000``, ``ref_update=stable``). Unknown keys are rejected with a did-you-mean.
+comments. Overrides are dotted (``train.lr=1e-5``, ``method.beta=2000``) or bare (``steps=10``, ``beta=2000``,
+``ref_update=stable``): a bare name means the method's field if it has one and no section does, else the first of
+train, model, data, eval that has it. Unknown keys are rejected with a did-you-mean.
 """
 from __future__ import annotations
 
@@ -105,6 +106,27 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """What `bench run` evaluates after training (and `bench eval` defaults). Presets set each family's protocol."""
+
+    enabled: bool = True
+    #: a registered prompt set (bench ls prompts) or a prompt file
+    prompts: str = "toy"
+    #: use only the first N prompts (an equal share per style); None = all
+    limit: int | None = None
+    #: comma-separated registered scorers (bench ls scorers)
+    metrics: str = "toy-pickscore,toy-hps,toy-imagereward,toy-aesthetic"
+    images_per_prompt: int = 1
+    sampler: str = "ddim"
+    steps: int = 25
+    cfg: float = 5.0
+    #: None = the training resolution
+    resolution: int | None = None
+    seed: int = 0
+    batch_size: int = 8
+
+
+@dataclass
 class RunConfig:
     method: str = "dpo"
     #: the method's hyper-parameters (validated against the method's Config dataclass)
@@ -112,6 +134,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     #: parent folder of run directories
     output_dir: str = "runs"
     #: run directory name; None = "<method>-<model>-<timestamp>"
@@ -121,19 +144,17 @@ class RunConfig:
         return asdict(self)
 
 
-SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+SECTIONS = {"train": TrainConfig, "model": ModelConfig, "data": DataConfig, "eval": EvalConfig}
 
 
 def _field_paths() -> dict[str, str]:
-    """bare field name -> dotted path, for every unambiguous leaf field."""
-    paths: dict[str, list[str]] = {}
-    for section, cls in SECTIONS.items():
+    """bare field name -> dotted path. A top-level field (name, output_dir) first; a name in several sections
+    means the first of train, model, data, eval (``steps=10`` is train.steps; write eval.steps=50 for the other)."""
+    paths = {f.name: f.name for f in fields(RunConfig) if f.name not in SECTIONS}  # name, output_dir, method
+    for section, cls in SECTIONS.items():  # insertion order is the priority
         for f in fields(cls):
-            paths.setdefault(f.name, []).append(f"{section}.{f.name}")
-    for f in fields(RunConfig):
-        if f.name not in SECTIONS:
-            paths.setdefault(f.name, []).append(f.name)
-    return {k: v[0] for k, v in paths.items() if len(v) == 1}
+            paths.setdefault(f.name, f"{section}.{f.name}")
+    return paths
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

@@ -1,0 +1,114 @@
+"""``bench eval``: build a pipeline (base model, or base + a run's trained weights), generate with fixed seeds, score,
+and write ``eval/<prompt set>/`` (scores.parquet, summary.json, images/) into a run directory.
+
+A base model is evaluated into ``<output_dir>/base-<model>-<spec key>/`` once; every later comparison with the same
+prompts and generation spec reuses it (images and scores are cached).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import torch
+
+from bench.models import checked_architecture, resolve_model
+from evaluators.harness import GenerationSpec, ScoreCache
+from evaluators.harness import evaluate as harness_evaluate
+
+SAMPLERS = {"ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
+            "ddpm": "DDPMScheduler"}
+
+
+def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim",
+                  device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+    """A diffusers pipeline for ``model``, with the trained UNet (or LoRA) of ``run_dir`` when given."""
+    import diffusers
+    from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+    vae = None
+    if run_dir is not None:
+        run = json.loads((Path(run_dir) / "run.json").read_text())
+        model, vae = run.get("model_path") or run["model"], run.get("vae")
+    name, path, preset_family, _ = resolve_model(model)
+    fam = checked_architecture(name, path, preset_family)
+    extra = {"safety_checker": None, "requires_safety_checker": False} if fam == "sd15" else {}
+    if vae:
+        extra["vae"] = AutoencoderKL.from_pretrained(vae, torch_dtype=dtype)
+    pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, **extra)
+    if run_dir is not None:
+        weights = Path(run_dir) / "weights"
+        if (weights / "unet").is_dir():
+            pipe.unet = UNet2DConditionModel.from_pretrained(weights / "unet", torch_dtype=dtype)
+        elif (weights / "pytorch_lora_weights.safetensors").is_file():
+            pipe.load_lora_weights(str(weights))
+        else:
+            raise FileNotFoundError(f"{run_dir} has no trained weights (weights/unet or "
+                                    "weights/pytorch_lora_weights.safetensors); has training finished?")
+    pipe.scheduler = getattr(diffusers, SAMPLERS[sampler]).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def make_generate(pipe, spec: GenerationSpec):
+    """(prompts, seeds) -> images; one CPU generator per image so the initial noise is device independent."""
+
+    def generate(prompts: list[str], seeds: list[int]):
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        with torch.inference_mode():
+            return pipe(prompts, num_inference_steps=spec.steps, guidance_scale=spec.cfg, height=spec.resolution,
+                        width=spec.resolution, generator=gens, output_type="pil").images
+
+    return generate
+
+
+def spec_from(e, resolution: int) -> GenerationSpec:
+    """The GenerationSpec of an EvalConfig (resolution: the config's, else the given training resolution)."""
+    return GenerationSpec(sampler=e.sampler, steps=e.steps, cfg=e.cfg, resolution=e.resolution or resolution,
+                          seed=e.seed, images_per_prompt=e.images_per_prompt)
+
+
+def base_run_dir(output_dir: Path, model: str, spec: GenerationSpec) -> Path:
+    return Path(output_dir) / f"base-{Path(model).name}-{spec.key()}"
+
+
+def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: GenerationSpec, model: str | None = None,
+             run_dir: Path | None = None, scorers: dict | None = None, scorer_sources: dict | None = None,
+             batch_size: int = 8, cache_path: Path | None = None, progress: bool = True) -> Path:
+    """Generate + score ``prompt_set`` with ``spec`` into ``out_run_dir/eval/<set>/``; returns that folder.
+
+    ``model`` alone evaluates a base model; ``run_dir`` evaluates that run's trained weights (on its base model).
+    ``scorers`` may pass already-loaded scorers (kept resident across evaluations); otherwise they are loaded from
+    the registry (``scorer_sources`` maps a metric to a local path or hub id of its weights).
+    """
+    out_run_dir = Path(out_run_dir)
+    out_run_dir.mkdir(parents=True, exist_ok=True)
+    if not (out_run_dir / "run.json").is_file():  # a base-model evaluation gets its own small run.json
+        name, path, _, _ = resolve_model(model or "")
+        (out_run_dir / "run.json").write_text(json.dumps({
+            "schema_version": 1, "name": out_run_dir.name, "kind": "eval", "method": None, "model": name,
+            "model_path": path, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+            indent=2))
+    pipe = load_pipeline(model or "", run_dir=run_dir, sampler=spec.sampler)
+    if scorers is None:
+        from evaluators.scorers.registry import get_scorer
+
+        scorers = {m: load_scorer(get_scorer(m), (scorer_sources or {}).get(m)) for m in metrics}
+    cache = ScoreCache(cache_path or (out_run_dir.parent / ".score-cache.sqlite"))
+    try:
+        return harness_evaluate(out_run_dir, prompt_set, make_generate(pipe, spec), scorers, spec, cache,
+                                batch_size=batch_size, progress=progress)
+    finally:
+        cache.close()
+
+
+def load_scorer(scorer_cls, source: str | None = None):
+    """Load a registered scorer once (weights from ``source`` or its default hub id / local cache)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if hasattr(scorer_cls, "from_pretrained"):
+        return scorer_cls.from_pretrained(source, device=device)
+    return scorer_cls()
