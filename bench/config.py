@@ -61,6 +61,8 @@ class DataConfig:
     #: normalisation bounds of raw reward scores for smoothed labels (SmPO authors' values)
     reward_lo: float = 0.11543526500463486
     reward_hi: float = 0.28201571106910706
+    #: compute (lo, hi) as the min and max of the stored scores instead (for other scorers than PickScore)
+    reward_bounds_from_data: bool = False
     num_workers: int = 0
 
 

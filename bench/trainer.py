@@ -198,10 +198,13 @@ class Trainer:
         if self.store.rewards is None:
             raise ValueError(f"method {self.cfg.method!r} needs reward labels but {self.cfg.data.source!r} has no "
                              "reward_0/reward_1 columns: run `bench label --data SRC --out DIR` and train on DIR")
-        from methods.labels import smoothed_preference
+        from methods.labels import score_bounds, smoothed_preference
 
+        d = self.cfg.data
         r = torch.as_tensor(self.store.rewards.copy())
-        return smoothed_preference(r[:, 0], r[:, 1], self.cfg.data.reward_lo, self.cfg.data.reward_hi).numpy()
+        lo, hi = score_bounds(r) if d.reward_bounds_from_data else (d.reward_lo, d.reward_hi)
+        self.reward_bounds = (lo, hi)
+        return smoothed_preference(r[:, 0], r[:, 1], lo, hi).numpy()
 
     def _optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         t = self.cfg.train

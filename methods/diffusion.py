@@ -20,3 +20,42 @@ def forward_noise(x0: Tensor, t: Tensor, eps: Tensor, alphas_cumprod: Tensor) ->
     abar = _bcast(alphas_cumprod[t].float(), x0)
     x_t = abar.sqrt() * x0.float() + (1.0 - abar).sqrt() * eps.float()
     return x_t, eps.float()
+
+
+def abar_at(alphas_cumprod: Tensor, tau: int) -> Tensor:
+    """abar at an integer time, float32; a NEGATIVE time (the first DDIM-inverse grid point, e.g. -99) gives abar_0.
+
+    This is diffusers' ``initial_alpha_cumprod`` / ``final_alpha_cumprod`` under SD configs
+    (``set_alpha_to_one=False``), as the InPO/SmPO authors run it.
+    """
+    return alphas_cumprod[max(int(tau), 0)].float()
+
+
+def ddim_step(z: Tensor, eps: Tensor, abar_from: Tensor, abar_to: Tensor) -> Tensor:
+    """Deterministic DDIM move of ``z`` from noise level ``abar_from`` to ``abar_to`` with the prediction ``eps``:
+
+        x0_hat = (z - sqrt(1 - abar_from) eps) / sqrt(abar_from);   z' = sqrt(abar_to) x0_hat + sqrt(1 - abar_to) eps
+
+    abar_to < abar_from is a DDIM-inverse step (diffusers ``DDIMInverseScheduler.step``), abar_to > abar_from a DDIM
+    sampling step (eta 0). Scalars or per-sample (B,) levels; float32.
+    """
+    a_from, a_to = _bcast(abar_from.float().reshape(-1), z), _bcast(abar_to.float().reshape(-1), z)
+    x0_hat = (z.float() - (1.0 - a_from).sqrt() * eps.float()) / a_from.sqrt()
+    return a_to.sqrt() * x0_hat + (1.0 - a_to).sqrt() * eps.float()
+
+
+def ddim_variance(abar_tau: Tensor, abar_next: Tensor) -> Tensor:
+    """DDIM variance of the step from tau + k back to tau (diffusers ``DDIMScheduler._get_variance(tau + k, tau)``):
+
+        sigma^2 = (1 - abar_tau) / (1 - abar_next) * (1 - abar_next / abar_tau)
+    """
+    return (1.0 - abar_tau) / (1.0 - abar_next) * (1.0 - abar_next / abar_tau)
+
+
+def epsilon_target(x_t: Tensor, x0: Tensor, t: Tensor, alphas_cumprod: Tensor) -> Tensor:
+    """The epsilon that makes ``x_t`` a forward-noised ``x0`` at the per-sample time ``t`` (InPO/SmPO targets):
+
+        target = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)
+    """
+    abar = _bcast(alphas_cumprod[t].float(), x0)
+    return (x_t.float() - abar.sqrt() * x0.float()) / (1.0 - abar).sqrt()

@@ -5,6 +5,10 @@ from bench_common import Registry
 METHODS = Registry("method", entry_point_group="bench.methods")
 
 METHODS.register("dpo", "methods.dpo:DPO")
+METHODS.register("kto", "methods.kto:KTO")
+METHODS.register("mapo", "methods.mapo:MaPO")
+METHODS.register("inpo", "methods.inpo:InPO")
+METHODS.register("smpo", "methods.smpo:SmPO")
 
 
 def get_method(name: str):
