@@ -267,9 +267,13 @@ def preset_path(family: str, method: str) -> Path:
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file; a path that does not exist may name a packaged preset (``ablation/smpo-ddim``)."""
     p = Path(path)
+    if not p.is_file() and (PRESET_DIR / f"{path}.toml").is_file():
+        p = PRESET_DIR / f"{path}.toml"
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
+        packaged = sorted(str(f.relative_to(PRESET_DIR).with_suffix("")) for f in PRESET_DIR.glob("*/*.toml"))
+        raise ConfigError(f"config file {str(p)!r} does not exist (nor a packaged preset: {', '.join(packaged)})")
     with p.open("rb") as fh:
         try:
             return tomllib.load(fh)
@@ -289,6 +293,9 @@ def resolve(method: str, model: str, family: str | None, method_cls: type, confi
     cfg.method, cfg.model.name = method, model
     mfields = method_field_types(method_cls)
     sources = ["defaults"]
+    if family is not None and (PRESET_DIR / family / "family.toml").is_file():
+        apply_mapping(cfg, load_toml(PRESET_DIR / family / "family.toml"), mfields)
+        sources.append(f"preset {family}/family")
     if family is not None and preset_path(family, method).is_file():
         apply_mapping(cfg, load_toml(preset_path(family, method)), mfields)
         sources.append(f"preset {family}/{method}")

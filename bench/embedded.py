@@ -2,8 +2,10 @@
 
 A stand-in until the toy world lands: a caption names a shape and a colour ("a red circle on a white background");
 the preferred image draws exactly that, the other one gets the colour or the shape wrong, or is noisy. About 10% of
-the pairs are ties (label_0 = 0.5) so that the tie filter runs. Deterministic (seed 0); written once as parquet so the
-real parquet loading path is what trains on it.
+the pairs are ties (label_0 = 0.5) so that the tie filter runs. ``reward_0``/``reward_1`` stand in for a reward
+model's raw scores (in PickScore's cosine range: the faithful image ~0.20-0.26, the flawed one ~0.14-0.22, so they
+usually but not always agree with the label), which lets SmPO's smoothed labels run on the dry-run set.
+Deterministic (seed 0); written once as parquet so the real parquet loading path is what trains on it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from PIL import Image, ImageDraw
 COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40)}
 BACKGROUNDS = {"white": (245, 245, 245), "black": (15, 15, 15)}
 SHAPES = ("circle", "square", "triangle")
-VERSION = 1
+VERSION = 2
 
 
 def draw(shape: str, colour: str, background: str, rng: np.random.Generator, size: int = 32,
@@ -61,9 +63,11 @@ def make_rows(n_pairs: int = 64, seed: int = 0) -> list[dict]:
         tie = rng.random() < 0.1
         good_first = bool(rng.random() < 0.5)
         a, b = (good, bad) if good_first else (bad, good)
+        r_good, r_bad = float(rng.uniform(0.20, 0.26)), float(rng.uniform(0.14, 0.22))
         rows.append({"jpg_0": jpeg(a), "jpg_1": jpeg(b), "label_0": 0.5 if tie else float(good_first),
                      "label_1": 0.5 if tie else float(not good_first),
-                     "caption": f"a {colour} {shape} on a {bg} background"})
+                     "caption": f"a {colour} {shape} on a {bg} background",
+                     "reward_0": r_good if good_first else r_bad, "reward_1": r_bad if good_first else r_good})
     return rows
 
 

@@ -27,7 +27,8 @@ def test_precedence_defaults_preset_file_overrides(tmp_path):
     f.write_text("[train]\nlr = 1e-6\nsteps = 7\n[method]\nbeta = 2000\n")
     cfg, sources = resolve("dpo", "sd15", "sd15", DPO, str(f), ["steps=9", "data.keep_ties=true"])
     assert (cfg.train.lr, cfg.train.steps, cfg.method_args["beta"], cfg.data.keep_ties) == (1e-6, 9, 2000.0, True)
-    assert sources[:3] == ["defaults", "preset sd15/dpo", f"file {f}"]
+    assert sources[:4] == ["defaults", "preset sd15/family", "preset sd15/dpo", f"file {f}"]
+    assert cfg.eval.prompts == "hpdv2" and cfg.data.source == "yuvalkirstain/pickapic_v2"
 
 
 def test_bad_values_are_named():
@@ -58,7 +59,25 @@ def test_every_preset_parses():
     from methods import METHODS
 
     for f in PRESET_DIR.glob("*/*.toml"):
+        if f.parent.name == "ablation":
+            resolve("smpo", "tiny-sd15", "tiny", get_method("smpo"), f"ablation/{f.stem}", [])
+            continue
+        if f.stem == "family":
+            continue
         method = f.stem
         assert method in METHODS, f"preset {f} names an unregistered method"
-        resolve(method, "tiny-sd15", f.parent.name, get_method(method), None, [])
+        cfg, _ = resolve(method, "tiny-sd15", f.parent.name, get_method(method), None, [])
         assert preset_path(f.parent.name, method) == f
+    for family in ("sd15", "sdxl", "tiny"):  # every registered method has a preset for every family
+        assert all(preset_path(family, m).is_file() for m in METHODS.names()), family
+
+
+def test_ablation_rows_reduce_to_their_definition():
+    smpo = get_method("smpo")
+    rows = {}
+    for row in ("smpo-dpo", "smpo-ddim", "smpo-renoise", "smpo-full"):
+        cfg, _ = resolve("smpo", "sd15", "sd15", smpo, f"ablation/{row}", [])
+        rows[row] = (cfg.method_args["inversion"], cfg.method_args["smooth_labels"], cfg.method_args["gamma"],
+                     cfg.method_args["beta"], cfg.method_args["inversion_steps"])
+    assert rows == {"smpo-dpo": ("none", False, 1.0, 2000.0, 5), "smpo-ddim": ("ddim", False, 1.0, 2000.0, 5),
+                    "smpo-renoise": ("renoise", False, 1.0, 2000.0, 5), "smpo-full": ("renoise", True, 10.0, 2000.0, 5)}
