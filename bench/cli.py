@@ -313,14 +313,17 @@ def perf(methods: str = typer.Option("dpo", help="comma-separated methods"),
          batch_size: int = typer.Option(4, help="pairs per step"),
          warmup: int = typer.Option(3), repeats: int = typer.Option(15),
          out: Path = typer.Option(Path("results/perf"), help="folder for the results files"),
+         project: bool = typer.Option(False, help="also project the papers' full configurations (cost table)"),
          overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP)) -> None:
     """Benchmark the training step of methods under variants; writes JSON + markdown results files."""
     from bench import perf as perf_mod
 
     _quiet_libraries()
-    path = perf_mod.run(methods.split(","), model, variants.split(","), batch_size, warmup, repeats, out,
-                        overrides or [])
+    path, rows = perf_mod.run(methods.split(","), model, variants.split(","), batch_size, warmup, repeats, out,
+                              overrides or [])
     typer.echo(f"results: {path} and {path.with_suffix('.md')}")
+    if project:
+        typer.echo(f"projection: {perf_mod.project_from_rows(rows, out)}")
 
 
 def main() -> None:

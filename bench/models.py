@@ -135,11 +135,45 @@ def build_tiny(folder: Path, sdxl: bool, sample_size: int = 32) -> None:
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
 
 
+def build_from_published_config(folder: Path, family: str) -> None:
+    """The published SD1.5 / SDXL architecture (bench/configs/<family>.json) with random weights (seed 0), saved in
+    fp16 as a diffusers folder: for speed and memory benchmarks where the real weights are not needed."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    spec = json.loads((Path(__file__).parent / "configs" / f"{family}.json").read_text())
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    UNet2DConditionModel(**spec["unet"]).half().save_pretrained(folder / "unet")
+    AutoencoderKL(**spec["vae"]).half().save_pretrained(folder / "vae")
+    DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                  clip_sample=False, steps_offset=1).save_pretrained(folder / "scheduler")
+    index = {"_class_name": "StableDiffusionXLPipeline" if family == "sdxl" else "StableDiffusionPipeline",
+             "_diffusers_version": "0.30.0", "scheduler": ["diffusers", "DDPMScheduler"],
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    for i, enc_cfg in enumerate(spec["text_encoders"]):
+        sub = "" if i == 0 else "_2"
+        cls = CLIPTextModelWithProjection if i == 1 else CLIPTextModel
+        cls(CLIPTextConfig(**enc_cfg)).half().save_pretrained(folder / f"text_encoder{sub}")
+        clip_tokenizer_files(folder / f"tokenizer{sub}")
+        index[f"text_encoder{sub}"] = ["transformers", cls.__name__]
+        index[f"tokenizer{sub}"] = ["transformers", "CLIPTokenizer"]
+    if family == "sd15":
+        index.update(safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False)
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
 MODELS.register("sd15", ModelSpec("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd15", 512,
                                    "Stable Diffusion 1.5 (512 px)"))
 MODELS.register("sdxl", ModelSpec("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "sdxl", 1024,
                                    "SDXL base 1.0 (1024 px); the authors use vae=madebyollin/sdxl-vae-fp16-fix",
                                    vae="madebyollin/sdxl-vae-fp16-fix"))
+MODELS.register("sd15-random", ModelSpec("sd15-random", "built:sd15-random", "sd15", 512,
+                                          "SD1.5 architecture from its published config, random weights (benchmarks)",
+                                          builder=lambda p: build_from_published_config(p, "sd15")))
+MODELS.register("sdxl-random", ModelSpec("sdxl-random", "built:sdxl-random", "sdxl", 1024,
+                                          "SDXL architecture from its published config, random weights (benchmarks)",
+                                          builder=lambda p: build_from_published_config(p, "sdxl")))
 MODELS.register("tiny-sd15", ModelSpec("tiny-sd15", "built:tiny-sd15", "tiny", 32,
                                         "tiny random SD1.5-shaped model built from config (dry runs, tests)",
                                         builder=lambda p: build_tiny(p, sdxl=False)))

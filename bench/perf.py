@@ -52,7 +52,7 @@ def measure(method: str, model: str, variant: str, batch_size: int, warmup: int,
 
     family = resolve_model(model)[2]
     overrides = [f"steps={warmup + repeats + 1}", f"batch_size={batch_size}", "grad_accum=1", "effective_batch=none",
-                 "checkpoint_every=0", *VARIANTS[variant], *extra]
+                 "checkpoint_every=0", "data.source=embedded", "eval.enabled=false", *VARIANTS[variant], *extra]
     cfg, _ = resolve(method, model, family, get_method(method), None, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(cfg, Path(tmp) / "run", show_progress=False)
@@ -83,7 +83,7 @@ def measure(method: str, model: str, variant: str, batch_size: int, warmup: int,
 
 
 def run(methods: list[str], model: str, variants: list[str], batch_size: int, warmup: int, repeats: int,
-        out: Path, extra: list[str]) -> Path:
+        out: Path, extra: list[str]) -> tuple[Path, list[dict[str, Any]]]:
     rows = []
     for method in methods:
         for variant in variants:
@@ -114,4 +114,107 @@ def run(methods: list[str], model: str, variants: list[str], batch_size: int, wa
                      f"{r['forward_equivalents_per_pair']:.2f} | {r['flops_per_pair'] / 1e9:.2f} | "
                      f"{r['achieved_flops_per_s'] / 1e9:.1f} | {mfu} | {floor} | {speedup:.2f}x |")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    return path
+    return path, rows
+
+
+def project_from_rows(rows: list[dict[str, Any]], out: Path) -> Path:
+    """Projection using the forward-equivalents counted in ``rows`` (per method) and any H100 timings in them."""
+    fe = {r["method"]: r["forward_equivalents_per_pair"] for r in rows}
+    measured = {}
+    for r in rows:
+        family = {"sd15-random": "sd15", "sdxl-random": "sdxl", "sd15": "sd15", "sdxl": "sdxl"}.get(r["model"])
+        if family and "H100" in str(r["device"].get("name")):
+            key = (family, r["method"])
+            measured[key] = min(measured.get(key, float("inf")), r["seconds_per_pair_median"])
+    project(fe, measured, out)
+    return out / "projection.md"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Projection of the papers' full configurations
+# ----------------------------------------------------------------------------------------------------------------
+
+#: the configurations the papers ran, as (family, method); pairs per step and steps come from our presets
+PAPER_RUNS = [("sd15", "dpo"), ("sdxl", "dpo"), ("sd15", "kto"), ("sdxl", "mapo"), ("sd15", "inpo"),
+              ("sdxl", "inpo"), ("sd15", "smpo"), ("sdxl", "smpo")]
+A800_BF16_PEAK = 312e12
+H100_BF16_PEAK = 989e12
+
+
+def unet_forward_flops(family: str) -> float:
+    """FLOPs of one UNet forward of the published architecture at its native resolution, counted on the meta
+    device (no memory, no GPU): SD1.5 at 512 px = 0.803 TFLOP, SDXL at 1024 px = 6.761 TFLOP."""
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = json.loads((Path(__file__).parent / "configs" / f"{family}.json").read_text())["unet"]
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**spec)
+        side = spec["sample_size"]
+        kw: dict[str, Any] = {"encoder_hidden_states": torch.empty(1, 77, spec["cross_attention_dim"])}
+        if spec.get("addition_embed_type") == "text_time":
+            kw["added_cond_kwargs"] = {"text_embeds": torch.empty(1, 1280), "time_ids": torch.empty(1, 6)}
+        with FlopCounterMode(display=False) as counter:
+            unet(torch.empty(1, 4, side, side), torch.tensor([500]), **kw)
+    return float(counter.get_total_flops())
+
+
+def paper_gpu_hours() -> dict[tuple[str, str], float]:
+    import pandas as pd
+
+    path = Path(__file__).resolve().parent.parent / "results" / "reference" / "paper_results.csv"
+    if not path.is_file():
+        return {}
+    df = pd.read_csv(path)
+    df = df[df.metric == "gpu_hours"]
+    fam = {"SD1.5": "sd15", "SDXL": "sdxl"}
+    return {(fam.get(r.model, r.model), str(r.method).lower()): float(r.value) for r in df.itertuples()}
+
+
+def project(fe_per_pair: dict[str, float], measured: dict[tuple[str, str], float] | None = None,
+            out: Path | None = None) -> list[dict[str, Any]]:
+    """Device-hours of each paper configuration: measured seconds/pair where a GPU result exists, and the FLOP floor.
+
+    ``fe_per_pair``: UNet forward-equivalents per pair (per image for KTO) counted by the trainer, per method.
+    ``measured``: {(family, method): seconds per pair on an H100}, from `bench perf` runs on the GPU.
+    """
+    from bench.config import resolve
+
+    flops = {f: unet_forward_flops(f) for f in ("sd15", "sdxl")}
+    reported = paper_gpu_hours()
+    rows = []
+    for family, method in PAPER_RUNS:
+        if method not in fe_per_pair:  # not measured in this run
+            continue
+        cfg, _ = resolve(method, family, family, get_method(method), None, [])
+        samples = cfg.train.effective_batch * cfg.train.steps
+        total = samples * fe_per_pair[method] * flops[family]
+        sec = (measured or {}).get((family, method))
+        paper = reported.get((family, method))
+        rows.append({"family": family, "method": method, "samples_per_step": cfg.train.effective_batch,
+                     "steps": cfg.train.steps, "samples": samples, "fwd_eq_per_sample": fe_per_pair[method],
+                     "pflop_total": total / 1e15, "h100_hours_floor": total / H100_BF16_PEAK / 3600,
+                     "h100_hours_at_40pct": total / (0.4 * H100_BF16_PEAK) / 3600,
+                     "h100_hours_measured": None if sec is None else samples * sec / 3600,
+                     "paper_a800_hours": paper,
+                     "paper_implied_mfu": None if paper is None else total / (paper * 3600 * A800_BF16_PEAK)})
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "projection.json").write_text(json.dumps(rows, indent=2))
+        lines = ["# Projected cost of the papers' full configurations",
+                 "", "Samples = pairs (images for KTO) per step x steps, from the presets. FLOPs = samples x "
+                 "forward-equivalents per sample (counted by the trainer) x UNet forward FLOPs of the published "
+                 f"architecture (SD1.5 512 px {flops['sd15'] / 1e12:.3f} TFLOP, SDXL 1024 px "
+                 f"{flops['sdxl'] / 1e12:.3f} TFLOP). Floor: at the H100 bf16 dense peak (989 TFLOP/s). "
+                 "Implied MFU: the papers' A800-hours against the A800 bf16 peak (312 TFLOP/s).", "",
+                 "| model | method | samples/step | steps | fwd-eq/sample | PFLOP | H100-h floor | H100-h at 40% MFU | "
+                 "H100-h measured | paper A800-h | paper implied MFU |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        for r in rows:
+            mfu = "-" if r["paper_implied_mfu"] is None else f"{100 * r['paper_implied_mfu']:.1f}%"
+            lines.append(f"| {r['family']} | {r['method']} | {r['samples_per_step']} | {r['steps']} | "
+                         f"{r['fwd_eq_per_sample']:.2f} | {r['pflop_total']:.0f} | {r['h100_hours_floor']:.1f} | "
+                         f"{r['h100_hours_at_40pct']:.1f} | {fmt(r['h100_hours_measured'], '.1f')} | "
+                         f"{fmt(r['paper_a800_hours'], '.0f')} | {mfu} |")
+        (out / "projection.md").write_text("\n".join(lines) + "\n")
+    return rows
