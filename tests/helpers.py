@@ -22,6 +22,8 @@ def tiny_config(method: str = "dpo", model: str = "tiny-sd15", *overrides: str) 
 def write_pairs(path: Path, n: int = 12, seed: int = 0, rewards: bool = True, corrupt: dict | None = None) -> Path:
     """A Pick-a-Pic-schema parquet of ``n`` procedural pairs (+ reward_0/reward_1 columns, + corrupt images)."""
     rows = make_rows(n, seed=seed)
+    for r in rows:
+        r.pop("reward_0"), r.pop("reward_1")
     if rewards:
         rng = np.random.default_rng(seed)
         for r in rows:
