@@ -155,16 +155,16 @@ def run(method: str = _METHOD, model: str = _MODEL, data: Optional[str] = _DATA,
 
 
 def _evaluate_and_compare(run_dir: Path, cfg, quiet: bool) -> None:
-    from bench.evaluate import base_run_dir, evaluate, load_scorer, spec_from
+    from bench.evaluate import base_run_dir, default_device, evaluate, spec_from
     from evaluators.prompts import load_prompts
-    from evaluators.scorers.registry import get_scorer
+    from evaluators.scorers.registry import load_scorer
     from evaluators.tables import render, results_table, win_rate_table
 
     e = cfg.eval
     prompt_set = load_prompts(e.prompts, limit=e.limit)
     spec = spec_from(e, cfg.model.resolution or _native_resolution(cfg.model.name))
     metrics = [m.strip() for m in e.metrics.split(",") if m.strip()]
-    scorers = {m: load_scorer(get_scorer(m)) for m in metrics}  # loaded once, used for both evaluations
+    scorers = {m: load_scorer(m, device=default_device()) for m in metrics}  # loaded once, for both evaluations
     base = base_run_dir(Path(cfg.output_dir), cfg.model.name, spec)
     typer.echo(f"evaluating on {prompt_set.name} ({len(prompt_set.prompts)} prompts x {e.images_per_prompt}), "
                f"{spec.sampler} {spec.steps} steps, cfg {spec.cfg}, metrics {', '.join(metrics)}")
@@ -262,14 +262,14 @@ def label(data: str = typer.Option(..., "--data", help="preference data source (
     """Score every pair once with a reward scorer (raw scores, e.g. PickScore's cosine) for smoothed labels."""
     from bench.config import DataConfig
     from bench.data import DataError
-    from bench.evaluate import load_scorer
+    from bench.evaluate import default_device
     from bench.label import label as run_label
-    from evaluators.scorers.registry import get_scorer
+    from evaluators.scorers.registry import load_scorer
 
     _quiet_libraries()
     try:
         path = run_label(DataConfig(source=data, split=split, keep_ties=keep_ties),
-                         load_scorer(get_scorer(scorer), weights), scorer, out, batch_size)
+                         load_scorer(scorer, weights, device=default_device()), scorer, out, batch_size)
     except (DataError, FileNotFoundError, ValueError) as err:
         _fail(err)
     typer.echo(f"labels: {path} (train with data.labels={path})")

@@ -14,6 +14,7 @@ import torch
 
 from bench.models import checked_architecture, resolve_model
 from evaluators.harness import GenerationSpec, ScoreCache
+from evaluators.scorers.registry import load_scorer
 from evaluators.harness import evaluate as harness_evaluate
 
 SAMPLERS = {"ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler",
@@ -28,7 +29,7 @@ def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim"
 
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device or default_device())
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     vae = None
     if run_dir is not None:
@@ -66,6 +67,10 @@ def make_generate(pipe, spec: GenerationSpec):
     return generate
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def spec_from(e, resolution: int) -> GenerationSpec:
     """The GenerationSpec of an EvalConfig (resolution: the config's, else the given training resolution)."""
     return GenerationSpec(sampler=e.sampler, steps=e.steps, cfg=e.cfg, resolution=e.resolution or resolution,
@@ -95,9 +100,7 @@ def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: Generation
             indent=2))
     pipe = load_pipeline(model or "", run_dir=run_dir, sampler=spec.sampler)
     if scorers is None:
-        from evaluators.scorers.registry import get_scorer
-
-        scorers = {m: load_scorer(get_scorer(m), (scorer_sources or {}).get(m)) for m in metrics}
+        scorers = {m: load_scorer(m, (scorer_sources or {}).get(m), device=default_device()) for m in metrics}
     cache = ScoreCache(cache_path or (out_run_dir.parent / ".score-cache.sqlite"))
     try:
         return harness_evaluate(out_run_dir, prompt_set, make_generate(pipe, spec), scorers, spec, cache,
@@ -105,10 +108,3 @@ def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: Generation
     finally:
         cache.close()
 
-
-def load_scorer(scorer_cls, source: str | None = None):
-    """Load a registered scorer once (weights from ``source`` or its default hub id / local cache)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if hasattr(scorer_cls, "from_pretrained"):
-        return scorer_cls.from_pretrained(source, device=device)
-    return scorer_cls()

@@ -3,8 +3,8 @@
 The labels are a sidecar parquet (``row``, ``reward_0``, ``reward_1``, aligned with the source rows' jpg_0/jpg_1)
 plus a JSON header naming the scorer, its version and the data fingerprint, rather than a copy of the data: Pick-a-Pic
 v2 is hundreds of GB and only two floats per row are new. Training reads them through ``data.labels=FILE`` (or the
-data's own reward_0/reward_1 columns) and never rescores. Raw scores are the scorer's ``raw_score`` when it has one
-(PickScore: the cosine without logit scale, as SmPO's normalisation bounds expect), else its ``score``.
+data's own reward_0/reward_1 columns) and never rescores. Raw scores are the scorer's ``raw_score`` (PickScore: the
+cosine without logit scale, as SmPO's normalisation bounds expect; other scorers: their score).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def label(cfg: DataConfig, scorer, scorer_name: str, out: Path | None = None, ba
 
     store = prepare_pairs(cfg, show_progress=progress)
     out = Path(out) if out is not None else labels_path_for(cfg, scorer_name, store.data_fingerprint)
-    raw = getattr(scorer, "raw_score", None) or scorer.score
+    raw = scorer.raw_score
     rows = [int(r) for r in store.rows]
     scores = np.zeros((len(rows), 2), dtype=np.float64)
     for start in tqdm(range(0, len(rows), batch_size), desc=f"labelling with {scorer_name}", disable=not progress):
@@ -45,7 +45,7 @@ def label(cfg: DataConfig, scorer, scorer_name: str, out: Path | None = None, ba
     pd.DataFrame({"row": rows, "reward_0": scores[:, 0], "reward_1": scores[:, 1]}).to_parquet(tmp)
     tmp.replace(out)
     header = {"scorer": scorer_name, "scorer_version": str(getattr(scorer, "version", "")),
-              "raw": raw is not scorer.score, "data_source": cfg.source, "data_fingerprint": store.data_fingerprint,
+              "data_source": cfg.source, "data_fingerprint": store.data_fingerprint,
               "pairs": len(rows), "min": float(scores.min()), "max": float(scores.max())}
     out.with_suffix(".json").write_text(json.dumps(header, indent=2))
     return out
