@@ -117,9 +117,21 @@ def run(methods: list[str], model: str, variants: list[str], batch_size: int, wa
     return path, rows
 
 
+def count_forward_equivalents(family: str, method: str, steps: int = 16, batch_size: int = 8) -> float:
+    """UNet forward-equivalents per sample of (family, method)'s preset method settings (e.g. SmPO's 10-step SDXL
+    grid), counted by the trainer over ``steps`` x ``batch_size`` samples on the tiny model."""
+    from bench.config import resolve
+
+    cfg, _ = resolve(method, family, family, get_method(method), None, [])
+    method_args = [f"method.{k}={v}" for k, v in cfg.method_args.items()]
+    return measure(method, "tiny-sd15", "cached", batch_size, 0, steps, method_args)["forward_equivalents_per_pair"]
+
+
 def project_from_rows(rows: list[dict[str, Any]], out: Path) -> Path:
-    """Projection using the forward-equivalents counted in ``rows`` (per method) and any H100 timings in them."""
-    fe = {r["method"]: r["forward_equivalents_per_pair"] for r in rows}
+    """Projection for the methods in ``rows``, using any H100 timings in them; forward-equivalents are counted
+    for each paper configuration's own method settings."""
+    methods = {r["method"] for r in rows}
+    fe = {(f, m): count_forward_equivalents(f, m) for f, m in PAPER_RUNS if m in methods}
     measured = {}
     for r in rows:
         family = {"sd15-random": "sd15", "sdxl-random": "sdxl", "sd15": "sd15", "sdxl": "sdxl"}.get(r["model"])
@@ -171,11 +183,11 @@ def paper_gpu_hours() -> dict[tuple[str, str], float]:
     return {(fam.get(r.model, r.model), str(r.method).lower()): float(r.value) for r in df.itertuples()}
 
 
-def project(fe_per_pair: dict[str, float], measured: dict[tuple[str, str], float] | None = None,
+def project(fe_per_pair: dict[tuple[str, str], float], measured: dict[tuple[str, str], float] | None = None,
             out: Path | None = None) -> list[dict[str, Any]]:
     """Device-hours of each paper configuration: measured seconds/pair where a GPU result exists, and the FLOP floor.
 
-    ``fe_per_pair``: UNet forward-equivalents per pair (per image for KTO) counted by the trainer, per method.
+    ``fe_per_pair``: {(family, method): UNet forward-equivalents per pair (per image for KTO)} counted by the trainer.
     ``measured``: {(family, method): seconds per pair on an H100}, from `bench perf` runs on the GPU.
     """
     from bench.config import resolve
@@ -184,15 +196,15 @@ def project(fe_per_pair: dict[str, float], measured: dict[tuple[str, str], float
     reported = paper_gpu_hours()
     rows = []
     for family, method in PAPER_RUNS:
-        if method not in fe_per_pair:  # not measured in this run
+        if (family, method) not in fe_per_pair:  # not measured in this run
             continue
         cfg, _ = resolve(method, family, family, get_method(method), None, [])
         samples = cfg.train.effective_batch * cfg.train.steps
-        total = samples * fe_per_pair[method] * flops[family]
+        total = samples * fe_per_pair[family, method] * flops[family]
         sec = (measured or {}).get((family, method))
         paper = reported.get((family, method))
         rows.append({"family": family, "method": method, "samples_per_step": cfg.train.effective_batch,
-                     "steps": cfg.train.steps, "samples": samples, "fwd_eq_per_sample": fe_per_pair[method],
+                     "steps": cfg.train.steps, "samples": samples, "fwd_eq_per_sample": fe_per_pair[family, method],
                      "pflop_total": total / 1e15, "h100_hours_floor": total / H100_BF16_PEAK / 3600,
                      "h100_hours_at_40pct": total / (0.4 * H100_BF16_PEAK) / 3600,
                      "h100_hours_measured": None if sec is None else samples * sec / 3600,
