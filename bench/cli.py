@@ -1,7 +1,6 @@
 """The ``bench`` command line (typer). See DESIGN.md section 12 and ``bench --help``."""
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -34,19 +33,6 @@ def _quiet_libraries() -> None:
 def _fail(err: Exception) -> None:
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
-
-
-def _resolve(method: str, model: str, data: str, config: Optional[Path], overrides: list[str]):
-    from bench.config import resolve
-    from bench.models import resolve_model
-    from methods import get_method
-
-    method_cls = get_method(method)
-    family = resolve_model(model)[2]
-    cfg, sources = resolve(method, model, family, method_cls, str(config) if config else None, overrides)
-    if data is not None:
-        cfg.data.source = data
-    return cfg, sources, method_cls
 
 
 def _flat(cfg) -> list[str]:
@@ -89,18 +75,13 @@ def _train(method: str, model: str, data: Optional[str], config: Optional[Path],
         _relaunch(num_processes)
     _quiet_libraries()
     try:
-        cfg, sources, _ = _resolve(method, model, data, config, overrides)
-        if output_dir is not None:
-            cfg.output_dir = str(output_dir)
-        if name is not None:
-            cfg.name = name
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(cfg.output_dir) / (cfg.name or f"{cfg.method}-{Path(cfg.model.name).name}-{stamp}")
-        if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-            raise ConfigError(f"run directory {run_dir} exists; pass --resume to continue it or choose --name")
+        from bench.runner import is_main_process, resolve_run
+
+        cfg, sources, run_dir = resolve_run(method, model, data, str(config) if config else None, overrides, name,
+                                            str(output_dir) if output_dir else None, resume)
         from bench.trainer import train
 
-        is_main = os.environ.get("RANK", "0") == "0"
+        is_main = is_main_process()
         if is_main:
             typer.echo(f"config ({', then '.join(sources)}):\n  " + "\n  ".join(_flat(cfg)))
             if cfg.model.name.startswith("tiny") or cfg.data.source == "embedded":
@@ -147,42 +128,37 @@ def run(method: str = _METHOD, model: str = _MODEL, data: Optional[str] = _DATA,
     if not cfg.eval.enabled:
         typer.echo(f"run directory: {out} (evaluation disabled: eval.enabled=false)")
         return
+    from bench.runner import evaluate_and_compare
+
     try:
-        _evaluate_and_compare(out, cfg, quiet)
+        evaluate_and_compare(out, cfg, quiet=quiet, echo=typer.echo)
     except Exception as err:  # noqa: BLE001 - the trained run is kept; say how to finish the evaluation
         _fail(RuntimeError(f"training finished ({out}) but evaluation failed: {err}. Fix it and run "
                            f"`bench eval --checkpoint {out}`"))
+    typer.echo(f"run directory: {out} (table.md, win_rates.csv)")
 
 
-def _evaluate_and_compare(run_dir: Path, cfg, quiet: bool) -> None:
-    from bench.evaluate import base_run_dir, default_device, evaluate, spec_from
-    from evaluators.prompts import load_prompts
-    from evaluators.scorers.registry import load_scorer
-    from evaluators.tables import render, results_table, win_rate_table
+@app.command()
+def reproduce(model: str = _MODEL, output_dir: Path = typer.Option(Path("runs/reproduce"), "--output-dir"),
+              only: Optional[str] = typer.Option(None, help="comma-separated recipe names (default: all)"),
+              overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every run."),
+              quiet: bool = _QUIET) -> None:
+    """The paper-style comparison: base + every method + the SmPO ablation on one model, with tables and plots."""
+    from bench.config import ConfigError
+    from bench.data import DataError
+    from bench.models import MissingWeightsError
+    from bench.runner import RECIPES, reproduce as run_reproduce
 
-    e = cfg.eval
-    prompt_set = load_prompts(e.prompts, limit=e.limit)
-    spec = spec_from(e, cfg.model.resolution or _native_resolution(cfg.model.name))
-    metrics = [m.strip() for m in e.metrics.split(",") if m.strip()]
-    scorers = {m: load_scorer(m, device=default_device()) for m in metrics}  # loaded once, for both evaluations
-    base = base_run_dir(Path(cfg.output_dir), cfg.model.name, spec)
-    typer.echo(f"evaluating on {prompt_set.name} ({len(prompt_set.prompts)} prompts x {e.images_per_prompt}), "
-               f"{spec.sampler} {spec.steps} steps, cfg {spec.cfg}, metrics {', '.join(metrics)}")
-    evaluate(base, prompt_set, metrics, spec, model=cfg.model.name, scorers=scorers, batch_size=e.batch_size,
-             progress=not quiet)
-    evaluate(run_dir, prompt_set, metrics, spec, run_dir=run_dir, scorers=scorers, batch_size=e.batch_size,
-             progress=not quiet)
-    table = render(results_table([base, run_dir], prompt_set=prompt_set.name), "md")
-    wins = render(win_rate_table([run_dir], base, prompt_set=prompt_set.name), "md")
-    (run_dir / "table.md").write_text(table + "\n\n" + wins + "\n")
-    typer.echo(table + "\n\n" + wins)
-    typer.echo(f"run directory: {run_dir} (table.md; base model evaluation: {base})")
-
-
-def _native_resolution(model: str) -> int:
-    from bench.models import resolve_model
-
-    return resolve_model(model)[3]
+    _quiet_libraries()
+    names = [r[0] for r in RECIPES]
+    chosen = only.split(",") if only else None
+    unknown = [n for n in chosen or [] if n not in names]
+    if unknown:
+        _fail(ValueError(f"unknown recipe(s) {unknown}; choose from {', '.join(names)}"))
+    try:
+        run_reproduce(model, output_dir, overrides or [], chosen, quiet, echo=typer.echo)
+    except (ConfigError, DataError, MissingWeightsError) as err:
+        _fail(err)
 
 
 @app.command("eval")

@@ -1,7 +1,6 @@
 """Shared diffusion math: per-sample denoising error and forward noising (DESIGN.md sections 4 and 5.1)."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 

@@ -1,0 +1,125 @@
+"""Orchestration shared by ``bench run`` and ``bench reproduce``: resolve a config, train, evaluate the run and the
+base model with the same prompts, seeds, sampler and scorers, and write the comparison (table.md, win_rates.csv)."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Callable
+
+from bench.config import ConfigError, RunConfig, resolve
+from bench.models import resolve_model
+from methods import get_method
+
+
+def resolve_run(method: str, model: str, data: str | None, config: str | None, overrides: list[str],
+                name: str | None = None, output_dir: str | None = None, resume: bool = False
+                ) -> tuple[RunConfig, list[str], Path]:
+    """The resolved config, the sources it came from, and the run directory (refusing to overwrite one)."""
+    family = resolve_model(model)[2]
+    cfg, sources = resolve(method, model, family, get_method(method), config, overrides)
+    if data is not None:
+        cfg.data.source = data
+    if output_dir is not None:
+        cfg.output_dir = str(output_dir)
+    if name is not None:
+        cfg.name = name
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.output_dir) / (cfg.name or f"{cfg.method}-{Path(cfg.model.name).name}-{stamp}")
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise ConfigError(f"run directory {run_dir} exists; pass --resume to continue it or choose --name")
+    return cfg, sources, run_dir
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def load_eval_scorers(cfg: RunConfig) -> dict:
+    from bench.evaluate import default_device
+    from evaluators.scorers.registry import load_scorer
+
+    return {m.strip(): load_scorer(m.strip(), device=default_device()) for m in cfg.eval.metrics.split(",")
+            if m.strip()}
+
+
+def evaluate_and_compare(run_dir: Path, cfg: RunConfig, scorers: dict | None = None, quiet: bool = False,
+                         echo: Callable[[str], None] = print) -> tuple[Path, Path]:
+    """Evaluate the base model (cached across runs) and the run; write table.md and win_rates.csv in the run."""
+    from bench.evaluate import base_run_dir, evaluate, spec_from
+    from evaluators.prompts import load_prompts
+    from evaluators.tables import render, results_table, win_rate_table, win_rates
+
+    e = cfg.eval
+    prompt_set = load_prompts(e.prompts, limit=e.limit)
+    spec = spec_from(e, cfg.model.resolution or resolve_model(cfg.model.name)[3])
+    scorers = scorers if scorers is not None else load_eval_scorers(cfg)  # loaded once, used for both
+    metrics = list(scorers)
+    base = base_run_dir(Path(cfg.output_dir), cfg.model.name, spec)
+    echo(f"evaluating on {prompt_set.name} ({len(prompt_set.prompts)} prompts x {e.images_per_prompt}), "
+         f"{spec.sampler} {spec.steps} steps, cfg {spec.cfg}, metrics {', '.join(metrics)}")
+    evaluate(base, prompt_set, metrics, spec, model=cfg.model.name, scorers=scorers, batch_size=e.batch_size,
+             progress=not quiet)
+    evaluate(run_dir, prompt_set, metrics, spec, run_dir=run_dir, scorers=scorers, batch_size=e.batch_size,
+             progress=not quiet)
+    table = render(results_table([base, run_dir], prompt_set=prompt_set.name), "md")
+    wins = render(win_rate_table([run_dir], base, prompt_set=prompt_set.name), "md")
+    (run_dir / "table.md").write_text(table + "\n\n" + wins + "\n")
+    win_rates([run_dir], base, prompt_set=prompt_set.name).to_csv(run_dir / "win_rates.csv", index=False)
+    echo(table + "\n\n" + wins)
+    return run_dir / "table.md", base
+
+
+#: the paper-style comparison: every method with its preset, then the SmPO ablation rows (same data, seeds, scorers)
+RECIPES: list[tuple[str, str, str | None]] = [
+    ("dpo", "dpo", None), ("kto", "kto", None), ("mapo", "mapo", None), ("inpo", "inpo", None),
+    ("smpo", "smpo", None), ("smpo-ablation-dpo", "smpo", "ablation/smpo-dpo"),
+    ("smpo-ablation-ddim", "smpo", "ablation/smpo-ddim"), ("smpo-ablation-renoise", "smpo", "ablation/smpo-renoise"),
+]
+
+
+def reproduce(model: str, output_dir: Path, overrides: list[str], only: list[str] | None = None, quiet: bool = False,
+              echo: Callable[[str], None] = print) -> Path:
+    """Train and evaluate every recipe on ``model``, then write the report (tables, win rates, plots) to
+    ``output_dir/report``. Runs already finished (weights and evaluation present) are reused, so it resumes."""
+    import time
+
+    from bench.trainer import train
+    from evaluators import plots
+    from evaluators.tables import render, results_table, win_rate_table, win_rates
+
+    output_dir = Path(output_dir)
+    runs, base, scorers, seconds = [], None, None, {}
+    for name, method, config in RECIPES:
+        if only and name not in only:
+            continue
+        run_dir = output_dir / name
+        done = (run_dir / "table.md").is_file()
+        cfg, _, run_dir = resolve_run(method, model, None, config, overrides, name, str(output_dir), resume=True)
+        start = time.perf_counter()
+        if not done:
+            echo(f"== {name} ({method}{', ' + config if config else ''})")
+            train(cfg, run_dir, resume=True, show_progress=not quiet)
+            scorers = scorers if scorers is not None else load_eval_scorers(cfg)
+            _, base = evaluate_and_compare(run_dir, cfg, scorers, quiet, echo)
+        else:
+            from bench.evaluate import base_run_dir, spec_from
+            base = base_run_dir(output_dir, cfg.model.name,
+                                spec_from(cfg.eval, cfg.model.resolution or resolve_model(model)[3]))
+        seconds[name] = time.perf_counter() - start
+        runs.append(run_dir)
+    report = output_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    table = render(results_table([base, *runs]), "md")
+    wins = render(win_rate_table(runs, base), "md")
+    win_rates(runs, base).to_csv(report / "win_rates.csv", index=False)
+    paths = [plots.plot_win_rates(runs, base, report / "win_rates.png"),
+             plots.plot_score_distributions([base, *runs], report / "scores.png"),
+             plots.image_grid([base, *runs], report / "grid.png")]
+    wall = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in seconds.items())
+    (report / "README.md").write_text(
+        f"# bench reproduce on {model}\n\n{table}\n\nWin rates against the base model (paired by prompt and seed, "
+        f"ties 0.5, 95% bootstrap intervals over prompts):\n\n{wins}\n\n| run | wall minutes (this invocation) |\n"
+        f"|---|---:|\n{wall}\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in paths) + "\n")
+    echo(table + "\n\n" + wins + f"\n\nreport: {report}/README.md")
+    return report
