@@ -1,7 +1,12 @@
 """Shared diffusion math: per-sample denoising error and forward noising (DESIGN.md sections 4 and 5.1)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from methods.base import PairBatch, StepContext
 
 
 def per_sample_error(pred: Tensor, target: Tensor) -> Tensor:
@@ -58,3 +63,13 @@ def epsilon_target(x_t: Tensor, x0: Tensor, t: Tensor, alphas_cumprod: Tensor) -
     """
     abar = _bcast(alphas_cumprod[t].float(), x0)
     return (x_t.float() - abar.sqrt() * x0.float()) / (1.0 - abar).sqrt()
+
+
+def noise_pair(batch: "PairBatch", t: Tensor, ctx: "StepContext") -> tuple[Tensor, Tensor]:
+    """DPO-family forward noising of a pair batch: ONE eps per pair (stream "noise"), shared by winner and loser with
+    the given per-pair t. Returns (x_t, target) stacked as [winners; losers]."""
+    import torch
+
+    eps = ctx.randn(batch.slots, tuple(batch.x0_w.shape[1:]), stream="noise")
+    return forward_noise(torch.cat([batch.x0_w, batch.x0_l]), torch.cat([t, t]), torch.cat([eps, eps]),
+                         ctx.alphas_cumprod)

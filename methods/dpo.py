@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from methods.base import Method, PairBatch, StepContext
-from methods.diffusion import forward_noise, per_sample_error
+from methods.diffusion import noise_pair, per_sample_error
 from methods.losses import dpo_margin, sigmoid_loss
 
 
@@ -41,10 +41,8 @@ class DPO(Method):
     def loss(self, batch: PairBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = len(batch)
         t = ctx.timesteps(batch.slots)
-        eps = ctx.randn(batch.slots, tuple(batch.x0_w.shape[1:]), stream="noise")
-        x0 = torch.cat([batch.x0_w, batch.x0_l])
-        t2, eps2, cond2 = torch.cat([t, t]), torch.cat([eps, eps]), batch.cond.repeat(2)
-        x_t, target = forward_noise(x0, t2, eps2, ctx.alphas_cumprod)
+        t2, cond2 = torch.cat([t, t]), batch.cond.repeat(2)
+        x_t, target = noise_pair(batch, t, ctx)
 
         err = per_sample_error(ctx.policy(x_t, t2, cond2), target)
         ref_err = per_sample_error(ctx.reference(x_t, t2, cond2), target)

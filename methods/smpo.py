@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from methods.base import Method, PairBatch, StepContext
-from methods.diffusion import forward_noise, per_sample_error
+from methods.diffusion import noise_pair, per_sample_error
 from methods.inversion import invert_pairs
 from methods.losses import sigmoid_loss, smpo_margin
 
@@ -87,9 +87,7 @@ class SmPO(Method):
         t = ctx.timesteps(batch.slots)
         t2, cond2 = torch.cat([t, t]), batch.cond.repeat(2)
         if c.inversion == "none":
-            eps = ctx.randn(batch.slots, tuple(batch.x0_w.shape[1:]), stream="noise")
-            x_t, target = forward_noise(torch.cat([batch.x0_w, batch.x0_l]), t2, torch.cat([eps, eps]),
-                                        ctx.alphas_cumprod)
+            x_t, target = noise_pair(batch, t, ctx)
         else:
             x_t, target = invert_pairs(batch, t, ctx, c.inversion_steps, c.inversion, c.eta)
 

@@ -30,6 +30,10 @@ HEAD_FILE = "sac+logos+ava1-l14-linearMSE.pth"
 
 
 class AestheticHead(nn.Module):
+    """The LAION improved-aesthetic-predictor head: Linear(768,1024) Dropout Linear(1024,128) Dropout
+    Linear(128,64) Dropout Linear(64,16) Linear(16,1), no activations (keys layers.{0,2,4,6,7}). ImageReward's
+    reward head (``mlp.layers``) is the same module."""
+
     def __init__(self, dim: int = 768):
         super().__init__()
         self.layers = nn.Sequential(nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),

@@ -26,6 +26,7 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 
 from evaluators.scorers._weights import checkpoint, load_torch_file, resolve_all, resolve_files
+from evaluators.scorers.aesthetic import AestheticHead
 from evaluators.scorers.base import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Scorer
 
 REWARD_MEAN, REWARD_STD = 0.16717362830052426, 1.0333394966054072
@@ -201,17 +202,9 @@ class BlipTextEncoder(nn.Module):
         return x
 
 
-class RewardHead(nn.Module):
-    """``mlp.layers``: Linear(768,1024) Dropout Linear(1024,128) Dropout Linear(128,64) Dropout Linear(64,16)
-    Linear(16,1): an affine map overall (the ReLUs are commented out in the authors' code)."""
-
-    def __init__(self, dim: int = 768):
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(dim, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
-                                    nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
-
-    def forward(self, x):
-        return self.layers(x)
+#: ``mlp.layers``: the same affine 768-1024-128-64-16-1 head as LAION's aesthetic predictor (the ReLUs are commented
+#: out in the authors' code), so one module serves both.
+RewardHead = AestheticHead
 
 
 class ImageRewardModel(nn.Module):
