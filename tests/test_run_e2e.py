@@ -29,7 +29,7 @@ def test_bench_run_writes_run_table_and_win_rates(tmp_path, monkeypatch):
     prompts.write_text("a red circle on a white background\na blue square on a black background\n")
     result = CliRunner().invoke(app, [
         "run", "--method", "dpo", "--model", "tiny-sd15", "--output-dir", str(tmp_path / "runs"), "--name", "r",
-        "--quiet", "steps=2", f"eval.prompts={prompts}", "eval.metrics=mean-green", "eval.steps=2",
+        "--quiet", "steps=2", "eval.enabled=true", f"eval.prompts={prompts}", "eval.metrics=mean-green", "eval.steps=2",
         "eval.images_per_prompt=2"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "r"
