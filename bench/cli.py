@@ -291,11 +291,20 @@ def perf(methods: str = typer.Option("dpo", help="comma-separated methods"),
          warmup: int = typer.Option(3), repeats: int = typer.Option(15),
          out: Path = typer.Option(Path("results/perf"), help="folder for the results files"),
          project: bool = typer.Option(False, help="also project the papers' full configurations (cost table)"),
+         eval_metrics: Optional[str] = typer.Option(None, "--eval", help="measure evaluation throughput instead: "
+                                                    "comma-separated scorers ('' for generation only)"),
+         eval_images: int = typer.Option(32, help="images generated for --eval"),
+         eval_steps: int = typer.Option(25, help="sampler steps for --eval"),
          overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP)) -> None:
     """Benchmark the training step of methods under variants; writes JSON + markdown results files."""
     from bench import perf as perf_mod
 
     _quiet_libraries()
+    if eval_metrics is not None:
+        path = perf_mod.eval_throughput(model, [m for m in eval_metrics.split(",") if m], eval_images, eval_steps,
+                                        5.0, batch_size, out)
+        typer.echo(path.with_suffix(".md").read_text())
+        return
     path, rows = perf_mod.run(methods.split(","), model, variants.split(","), batch_size, warmup, repeats, out,
                               overrides or [])
     typer.echo(f"results: {path} and {path.with_suffix('.md')}")

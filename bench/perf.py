@@ -230,3 +230,47 @@ def project(fe_per_pair: dict[tuple[str, str], float], measured: dict[tuple[str,
                          f"{fmt(r['paper_a800_hours'], '.0f')} | {mfu} |")
         (out / "projection.md").write_text("\n".join(lines) + "\n")
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation throughput
+# ----------------------------------------------------------------------------------------------------------------
+
+def eval_throughput(model: str, metrics: list[str], n_images: int, steps: int, cfg_scale: float, batch_size: int,
+                    out: Path) -> Path:
+    """Images per second generated (the real pipeline, batched, fixed seeds) and scored (scorers loaded once,
+    batched), through the evaluation harness, written as JSON + markdown."""
+    from bench.evaluate import default_device, evaluate
+    from evaluators.harness import GenerationSpec
+    from evaluators.prompts import PromptSet
+    from evaluators.scorers.registry import load_scorer
+
+    resolution = resolve_model(model)[3]
+    spec = GenerationSpec(steps=steps, cfg=cfg_scale, resolution=resolution, seed=0)
+    prompts = PromptSet("perf", [f"a photo of object number {i}" for i in range(n_images)], None, "generated")
+    scorers = {m: load_scorer(m, device=default_device()) for m in metrics}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = evaluate(Path(tmp) / "run", prompts, metrics, spec, model=model, scorers=scorers,
+                          batch_size=batch_size, cache_path=Path(tmp) / "cache.sqlite", progress=False)
+        timing = json.loads((folder / "timing.json").read_text())
+    gen_s, score_s = timing["phases"]["sampling"]["seconds"], timing["phases"].get("scoring", {}).get("seconds", 0.0)
+    row = {"model": model, "resolution": resolution, "steps": steps, "cfg": cfg_scale, "batch_size": batch_size,
+           "images": n_images, "metrics": metrics, "generate_images_per_s": n_images / gen_s,
+           "score_images_per_s": (n_images * len(metrics)) / score_s if metrics and score_s else None,
+           "device": device_name()}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"eval-{model}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(row, indent=2))
+    path.with_suffix(".md").write_text(
+        f"# Evaluation throughput: {model} at {resolution} px, {steps} steps, batch {batch_size}\n\n"
+        f"| images | generated / s | scored / s (image x metric) | metrics | device |\n|---:|---:|---:|---|---|\n"
+        f"| {n_images} | {row['generate_images_per_s']:.2f} | "
+        f"{'-' if row['score_images_per_s'] is None else format(row['score_images_per_s'], '.2f')} | "
+        f"{', '.join(metrics)} | {row['device']} |\n")
+    return path
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({torch.get_num_threads()} threads)"
