@@ -197,7 +197,8 @@ class Trainer:
             raise ValueError(f"method {self.cfg.method!r} needs labels {need!r}, which this trainer cannot provide")
         if self.store.rewards is None:
             raise ValueError(f"method {self.cfg.method!r} needs reward labels but {self.cfg.data.source!r} has no "
-                             "reward_0/reward_1 columns: run `bench label --data SRC --out DIR` and train on DIR")
+                             "reward_0/reward_1 columns: run `bench label --data SRC --out FILE` and train with "
+                             "data.labels=FILE")
         from methods.labels import score_bounds, smoothed_preference
 
         d = self.cfg.data
