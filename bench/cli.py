@@ -126,8 +126,8 @@ def run(method: str = _METHOD, model: str = _MODEL, data: Optional[str] = _DATA,
     if os.environ.get("RANK", "0") != "0":
         return
     if not cfg.eval.enabled:
-        typer.echo(f"run directory: {out} (evaluation skipped: eval.enabled=false, the default for tiny dry-run "
-                   "models; set eval.enabled=true eval.prompts=FILE eval.metrics=NAMES to evaluate)")
+        typer.echo("evaluation skipped: eval.enabled=false, the default for tiny dry-run models; set "
+                   "eval.enabled=true eval.prompts=FILE eval.metrics=NAMES to evaluate")
         return
     from bench.runner import evaluate_and_compare
 
