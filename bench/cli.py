@@ -16,6 +16,9 @@ OVERRIDES_HELP = "KEY=VALUE overrides: dotted (train.lr=1e-5, method.beta=2000) 
 DRY_RUN_NOTE = ("DRY RUN: model {model!r} is a tiny random model built from config and data {data!r} is the "
                 "suite's procedural set; this checks the pipeline end to end, its scores mean nothing. For real "
                 "runs pass --model sd15|sdxl|PATH --data yuvalkirstain/pickapic_v2 (see README).")
+TOY_NOTE = ("TOY WORLD: a 32 px base model and panel-labelled pairs shipped with bench; the scores are the toy "
+            "scorers', meaningful inside the toy world only (README 'The toy world'). The real configuration: "
+            "--model sd15|sdxl.")
 
 
 def _quiet_libraries() -> None:
@@ -86,6 +89,8 @@ def _train(method: str, model: str, data: Optional[str], config: Optional[Path],
             typer.echo(f"config ({', then '.join(sources)}):\n  " + "\n  ".join(_flat(cfg)))
             if cfg.model.name.startswith("tiny") or cfg.data.source == "embedded":
                 typer.secho(DRY_RUN_NOTE.format(model=cfg.model.name, data=cfg.data.source), fg=typer.colors.YELLOW)
+            elif cfg.model.name == "toy":
+                typer.secho(TOY_NOTE, fg=typer.colors.YELLOW)
         out = train(cfg, run_dir, resume=resume, show_progress=not quiet)
         if is_main:
             typer.echo(f"run directory: {out}")
@@ -95,8 +100,10 @@ def _train(method: str, model: str, data: Optional[str], config: Optional[Path],
 
 
 _METHOD = typer.Option("dpo", "--method", "-m", help="a registered method (bench ls methods)")
-_MODEL = typer.Option("tiny-sd15", "--model", help="registered model name, local diffusers folder or hub id")
-_DATA = typer.Option(None, "--data", help="'embedded', an HF dataset id, a save_to_disk folder or parquet files")
+_MODEL = typer.Option("toy", "--model", help="registered model name (bench ls models), local diffusers folder or "
+                     "hub id; default: the embedded toy world")
+_DATA = typer.Option(None, "--data", help="'toy', 'embedded', an HF dataset id, a save_to_disk folder or parquet "
+                     "files (default: the model family's preset)")
 _CONFIG = typer.Option(None, "--config", help="a TOML file of config values (applied after the preset)")
 _NAME = typer.Option(None, "--name", help="run directory name (default: method-model-timestamp)")
 _OUT = typer.Option(None, "--output-dir", help="parent folder of run directories (default: runs)")
@@ -281,6 +288,44 @@ def ls(what: str = typer.Argument(..., help="methods | models | scorers | prompt
     else:
         _fail(ValueError(f"cannot list {what!r}.{did_you_mean(what, ['methods', 'models', 'scorers', 'prompts'])} "
                          "Choose methods, models, scorers or prompts."))
+
+
+toy_app = typer.Typer(no_args_is_help=True, help="The embedded toy world: rebuild, verify or re-check its assets.")
+app.add_typer(toy_app, name="toy")
+
+
+@toy_app.command("build")
+def toy_build(out: Optional[Path] = typer.Option(None, help="output folder (default: the shipped bench/toy/assets)"),
+              seed: int = typer.Option(0)) -> None:
+    """Train the toy base model, sample and panel-label the preference pairs, write model/, pairs.parquet, manifest."""
+    from bench.toy import ASSETS
+    from bench.toy.build import build
+
+    _quiet_libraries()
+    build(out or ASSETS, seed, log=typer.echo)
+
+
+@toy_app.command("verify")
+def toy_verify(folder: Optional[Path] = typer.Argument(None, help="assets folder (default: the shipped one)")) -> None:
+    """Check the toy assets against their manifest's sha256 (seconds)."""
+    from bench.toy import ASSETS
+    from bench.toy.build import verify
+
+    problems = verify(folder or ASSETS)
+    typer.echo("\n".join(problems) or "intact")
+    raise typer.Exit(1 if problems else 0)
+
+
+@toy_app.command("check")
+def toy_check(folder: Optional[Path] = typer.Argument(None, help="assets folder (default: the shipped one)")) -> None:
+    """Rebuild with the manifest's parameters in a temporary folder and compare file by file (about 20 minutes)."""
+    from bench.toy import ASSETS
+    from bench.toy.build import check_rebuild
+
+    _quiet_libraries()
+    problems = check_rebuild(folder or ASSETS, log=typer.echo)
+    typer.echo("\n".join(problems) or "identical")
+    raise typer.Exit(1 if problems else 0)
 
 
 @app.command()

@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     #: a registered model name (``bench ls models``), a local diffusers folder or a hub id
-    name: str = "tiny-sd15"
+    name: str = "toy"
     #: replace the VAE (a hub id or folder), e.g. "madebyollin/sdxl-vae-fp16-fix" for SDXL
     vae: str | None = None
     #: training resolution in pixels; None = the model's native resolution
@@ -39,7 +39,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    #: "embedded" (the built-in dry-run set), an HF dataset id, a save_to_disk folder, or parquet file(s)/folder
+    #: "toy" (the toy world's pairs), "embedded" (the tiny models' dry-run set), an HF dataset id, a save_to_disk
+    #: folder, or parquet file(s)/folder
     source: str = "embedded"
     split: str = "train"
     #: keep human ties (label_0 == 0.5); the DPO family drops them

@@ -1,7 +1,8 @@
 """Preference data in the Pick-a-Pic v2 schema (``jpg_0``, ``jpg_1``, ``label_0``, ``caption``).
 
-Sources: an HF dataset id, a ``save_to_disk`` folder, parquet file(s) or a folder of them, or ``embedded`` (a small
-procedural set the suite writes itself, for dry runs). Preparation, done once per (source, options) and cached:
+Sources: an HF dataset id, a ``save_to_disk`` folder, parquet file(s) or a folder of them, ``toy`` (the toy world's
+shipped panel-labelled pairs, ``bench/toy/assets/pairs.parquet``) or ``embedded`` (a small procedural set the suite
+writes itself, for dry runs of the tiny random models). Preparation, done once per (source, options) and cached:
 
 1. rows with ties (``label_0 == 0.5``) are dropped unless ``keep_ties``;
 2. every image is decoded; a corrupt or undecodable image drops its WHOLE pair (counted, reported), so winners and
@@ -51,6 +52,9 @@ def open_source(source: str, split: str = "train", cache_dir: Path | None = None
     if source == "embedded":
         from bench.embedded import embedded_parquet
         return open_source(str(embedded_parquet(cache_dir or data_cache_dir())), split)
+    if source == "toy":
+        from bench.toy import pairs_file
+        return open_source(str(pairs_file()), split)
     p = Path(source).expanduser()
     if p.is_dir() and ((p / "dataset_info.json").is_file() or (p / "dataset_dict.json").is_file()):
         ds = datasets.load_from_disk(str(p))
@@ -73,7 +77,8 @@ def open_source(source: str, split: str = "train", cache_dir: Path | None = None
                             f"{str(err).splitlines()[0][:200]}). Download it first (`hf download {source} "
                             f"--repo-type dataset`), or pass a local save_to_disk folder or parquet files.") from None
     else:
-        raise DataError(f"data source {source!r} is not 'embedded', an existing path, or an HF dataset id (org/name)")
+        raise DataError(f"data source {source!r} is not 'embedded', 'toy', an existing path, or an HF dataset id "
+                        "(org/name)")
     missing = [c for c in REQUIRED_COLUMNS if c not in ds.column_names]
     if missing:
         raise DataError(f"data source {source!r} lacks column(s) {missing}; the Pick-a-Pic v2 schema needs "

@@ -35,6 +35,7 @@ class ModelSpec:
     description: str
     vae: str | None = None  # recommended VAE replacement (not applied unless asked)
     builder: Callable[[Path], None] | None = None
+    missing_hint: str | None = None  # how to get the files when a shipped local model is absent
 
 
 MODELS = Registry("model")
@@ -174,6 +175,10 @@ MODELS.register("sd15-random", ModelSpec("sd15-random", "built:sd15-random", "sd
 MODELS.register("sdxl-random", ModelSpec("sdxl-random", "built:sdxl-random", "sdxl", 1024,
                                           "SDXL architecture from its published config, random weights (benchmarks)",
                                           builder=lambda p: build_from_published_config(p, "sdxl")))
+MODELS.register("toy", ModelSpec("toy", str(Path(__file__).parent / "toy" / "assets" / "model"), "toy", 32,
+                                   "the embedded toy world's base model (shipped, 32 px; bench toy build remakes it)",
+                                   missing_hint="rebuild it with `bench toy build` (about 20 minutes on 2 CPU cores) "
+                                                "or reinstall from a git checkout of bench"))
 MODELS.register("tiny-sd15", ModelSpec("tiny-sd15", "built:tiny-sd15", "tiny", 32,
                                         "tiny random SD1.5-shaped model built from config (dry runs, tests)",
                                         builder=lambda p: build_tiny(p, sdxl=False)))
@@ -228,6 +233,8 @@ def resolve_model(name: str) -> tuple[str, str, str, int]:
     if name in MODELS:
         spec = MODELS.get(name)
         path = str(_built_path(spec)) if spec.builder else spec.source
+        if spec.missing_hint and not (Path(path) / "model_index.json").is_file():
+            raise MissingWeightsError(f"model {name!r}: no model at {path}; {spec.missing_hint}.")
         return spec.name, path, spec.family, spec.resolution
     p = Path(name).expanduser()
     if p.exists():

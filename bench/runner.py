@@ -45,7 +45,8 @@ def load_eval_scorers(cfg: RunConfig) -> dict:
 
 def evaluate_and_compare(run_dir: Path, cfg: RunConfig, scorers: dict | None = None, quiet: bool = False,
                          echo: Callable[[str], None] = print) -> tuple[Path, Path]:
-    """Evaluate the base model (cached across runs) and the run; write table.md and win_rates.csv in the run."""
+    """Evaluate the base model (cached across runs) and the run; write table.md, win_rates.csv and grid.png (base and
+    run side by side on the first prompts) in the run."""
     from bench.evaluate import base_run_dir, evaluate, spec_from
     from evaluators.prompts import load_prompts
     from evaluators.tables import render, results_table, win_rate_table, win_rates
@@ -66,6 +67,9 @@ def evaluate_and_compare(run_dir: Path, cfg: RunConfig, scorers: dict | None = N
     wins = render(win_rate_table([run_dir], base, prompt_set=prompt_set.name), "md")
     (run_dir / "table.md").write_text(table + "\n\n" + wins + "\n")
     win_rates([run_dir], base, prompt_set=prompt_set.name).to_csv(run_dir / "win_rates.csv", index=False)
+    from evaluators.plots import image_grid
+
+    image_grid([base, run_dir], run_dir / "grid.png", prompt_set=prompt_set.name, max_prompts=6, cell=128)
     echo(table + "\n\n" + wins)
     return run_dir / "table.md", base
 

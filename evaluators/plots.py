@@ -111,7 +111,9 @@ def image_grid(run_dirs: Iterable, path: str | os.PathLike, prompt_set: str | No
     font, small = _font(16), _font(13)
     grid = Image.new("RGB", (label_width + cell * len(runs), header + cell * len(ids)), "white")
     draw = ImageDraw.Draw(grid)
+    fit = max(4, (cell - 8) // 9)  # characters that fit a column header
     for j, label in enumerate(_labels(runs)):
+        label = label if len(label) <= fit else label[:fit - 1] + "…"
         draw.text((label_width + j * cell + 6, 6), label, fill="black", font=font)
     chars = max(10, label_width // 8)
     for i, pid in enumerate(ids):
@@ -126,7 +128,9 @@ def image_grid(run_dirs: Iterable, path: str | os.PathLike, prompt_set: str | No
             if not file.is_file():
                 raise RunDirError(f"image {file} is missing: the run directory holds no images for this prompt set")
             with Image.open(file) as im:
-                thumb = ImageOps.contain(im.convert("RGB"), (cell, cell), Image.Resampling.BICUBIC)
+                small_image = im.width * 2 <= cell  # tiny (toy) images: keep the pixels crisp
+                thumb = ImageOps.contain(im.convert("RGB"), (cell, cell),
+                                         Image.Resampling.NEAREST if small_image else Image.Resampling.BICUBIC)
             grid.paste(thumb, (label_width + j * cell + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Prompt sets (DESIGN.md section 7): a registry of loaders, and user prompt files.
 
-``load_prompts(spec)`` takes a registered name (``hpdv2``, ``pickapic-test``, ``partiprompts``; ``bench ls prompts``),
-a name with a source (``hpdv2:/data/hpdv2-benchmark``, ``pickapic-test:/data/pickapic_v2``,
+``load_prompts(spec)`` takes a registered name (``hpdv2``, ``pickapic-test``, ``partiprompts``, ``toy``;
+``bench ls prompts``), a name with a source (``hpdv2:/data/hpdv2-benchmark``, ``pickapic-test:/data/pickapic_v2``,
 ``partiprompts:PartiPrompts.tsv``), or a file: ``.txt`` (one prompt per line, blank lines skipped), ``.csv``
 (a ``prompt`` or ``caption`` column), ``.jsonl`` (a ``prompt`` or ``caption`` key) or ``.json`` (a list).
 
@@ -15,7 +15,7 @@ count is an error, since numbers on a partial set are not comparable with the pa
 A prompt set's ``hash`` (sha256 of the prompts joined by newlines, 16 hex digits) is stored with every evaluation;
 win rates refuse to pair evaluations whose hashes differ. Registering a set is one line::
 
-    PROMPT_SETS.register("toy", "bench.embedded:toy_prompt_set")   # a function (source=None, **kw) -> PromptSet
+    PROMPT_SETS.register("toy", "evaluators.toy:toy_prompt_set")   # a function (source=None, **kw) -> PromptSet
 """
 from __future__ import annotations
 
@@ -275,6 +275,7 @@ def load_partiprompts(source: str | os.PathLike | None = None, strict: bool = Tr
 PROMPT_SETS.register("hpdv2", load_hpdv2)
 PROMPT_SETS.register("pickapic-test", load_pickapic_test)
 PROMPT_SETS.register("partiprompts", load_partiprompts)
+PROMPT_SETS.register("toy", "evaluators.toy:toy_prompt_set")  # the toy world's 64 held-out prompts
 
 
 # ---------------------------------------------------------------- resolution

@@ -59,7 +59,7 @@ def test_missing_column_and_empty(tmp_path):
     with pytest.raises(DataError, match="no usable pairs"):
         prepare_pairs(DataConfig(source=str(tmp_path / "t.parquet"), cache_dir=str(tmp_path / "c")),
                       show_progress=False)
-    with pytest.raises(DataError, match="not 'embedded', an existing path"):
+    with pytest.raises(DataError, match="not 'embedded', 'toy', an existing path"):
         prepare_pairs(DataConfig(source="nonsense"), show_progress=False)
 
 

@@ -10,6 +10,11 @@ SCORERS.register("hpsv21", "evaluators.scorers.hps:HPSv21")
 SCORERS.register("hpsv2", "evaluators.scorers.hps:HPSv2")
 SCORERS.register("imagereward", "evaluators.scorers.imagereward:ImageReward")
 SCORERS.register("aesthetic", "evaluators.scorers.aesthetic:Aesthetic")
+# the toy world's programmatic judges (no weights; evaluators/toy.py), mirroring the four columns above
+SCORERS.register("toy-pickscore", "evaluators.toy:ToyPickScore")
+SCORERS.register("toy-hps", "evaluators.toy:ToyHPS")
+SCORERS.register("toy-imagereward", "evaluators.toy:ToyImageReward")
+SCORERS.register("toy-aesthetic", "evaluators.toy:ToyAesthetic")
 
 
 def get_scorer(name: str):

@@ -1,0 +1,182 @@
+"""``bench toy build``: train the toy base model, sample and label the preference pairs, write the shipped assets.
+
+``build(out_dir)`` writes, atomically (a temporary sibling folder renamed at the end):
+
+* ``model/``        the toy base model in diffusers format (``StableDiffusionPipeline.from_pretrained``);
+* ``pairs.parquet`` the panel-labelled preference pairs (Pick-a-Pic v2 schema + reward_0/reward_1);
+* ``manifest.json`` the build parameters, the package versions and thread count, and the sha256 of every file;
+* ``report.json``   what the build measured: timings, the base model's prompt fidelity on the held-out prompts, the
+  label statistics (not hashed: timings differ between runs).
+
+``verify(dir)`` checks the files against the manifest (integrity); ``compare(a, b)`` lists the files whose hashes
+differ between two builds; ``check_rebuild(dir)`` rebuilds with the manifest's parameters into a temporary folder
+and compares. Rebuilds reproduce the files bit for bit on the same machine type and package versions (fixed seeds,
+fixed thread count); on another CPU, float summation order can change the trained weights slightly, which
+``check_rebuild`` reports file by file. Also runnable as ``python -m bench.toy.build [--out DIR] [--check]``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable
+
+from bench.toy import ASSETS
+from bench.toy.basemodel import BaseModelConfig, fidelity_report, generate, load_pipeline, train_base_model
+from bench.toy.preferences import PairsConfig, make_pairs, summary
+from bench.toy.world import heldout_prompts
+
+MANIFEST_VERSION = 1
+EVAL_STEPS, EVAL_CFG, EVAL_IMAGES_PER_PROMPT = 20, 4.0, 4  # the base-model fidelity measurement of the report
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in ("manifest.json", "report.json")}
+
+
+def environment() -> dict:
+    import diffusers
+    import numpy
+    import pandas
+    import PIL
+    import pyarrow
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__, "numpy": numpy.__version__, "pandas": pandas.__version__,
+            "pyarrow": pyarrow.__version__, "pillow": PIL.__version__, "machine": platform.machine(),
+            "cpu_count": os.cpu_count()}
+
+
+def _config(cls, params: dict | None):
+    names = {f.name for f in fields(cls)}
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in (params or {}).items() if k in names}
+    return cls(**params)
+
+
+def heldout_fidelity(model_dir: Path, steps: int = EVAL_STEPS, cfg: float = EVAL_CFG,
+                     images_per_prompt: int = EVAL_IMAGES_PER_PROMPT, seed: int = 0) -> dict:
+    """Prompt fidelity of a toy model on the held-out prompts (seeds 1000 * seed + image index per prompt)."""
+    pipe = load_pipeline(model_dir)
+    prompts = [p for p in heldout_prompts() for _ in range(images_per_prompt)]
+    seeds = [1000 * seed + i % images_per_prompt for i in range(len(prompts))]
+    report = fidelity_report(generate(pipe, prompts, seeds, steps=steps, cfg=cfg), prompts)
+    return {"steps": steps, "cfg": cfg, "images_per_prompt": images_per_prompt, **report}
+
+
+def build(out_dir: Path = ASSETS, seed: int = 0, model: dict | None = None, pairs: dict | None = None,
+          log: Callable[[str], None] = print) -> dict:
+    """Build the toy assets into ``out_dir`` (replacing it) and return the report.
+
+    ``model`` / ``pairs`` override fields of :class:`BaseModelConfig` / :class:`PairsConfig` (e.g.
+    ``pairs={"n_pairs": 500}``); ``seed`` seeds both.
+    """
+    out_dir = Path(out_dir)
+    model_cfg = _config(BaseModelConfig, {**(model or {}), "seed": seed})
+    pairs_cfg = _config(PairsConfig, {**(pairs or {}), "seed": seed})
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-build-", dir=out_dir.parent))
+    t_start = time.time()
+    try:
+        log(f"toy build: base model -> {out_dir / 'model'}")
+        t = time.time()
+        info = train_base_model(tmp / "model", model_cfg, log)
+        model_s = time.time() - t
+        t = time.time()
+        fid = heldout_fidelity(tmp / "model")
+        fid_s = time.time() - t
+        log(f"held-out prompt fidelity (colour and shape): {fid['colour_and_shape']:.3f}, all attributes "
+            f"{fid['all_attributes']:.3f} ({fid_s:.0f}s)")
+        t = time.time()
+        df = make_pairs(tmp / "model", pairs_cfg, log)
+        df.to_parquet(tmp / "pairs.parquet", index=False, compression="zstd")
+        pairs_s = time.time() - t
+        labels = summary(df)
+        log(f"pairs: {labels}")
+        manifest = {"manifest_version": MANIFEST_VERSION, "seed": seed, "model_config": model_cfg.params(),
+                    "pairs_config": pairs_cfg.params(), "environment": environment(), "files": file_hashes(tmp)}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        report = {"seconds": {"total": round(time.time() - t_start, 1), "base_model": round(model_s, 1),
+                              **{k: round(v, 1) for k, v in info["times"].items()},
+                              "heldout_fidelity": round(fid_s, 1), "pairs": round(pairs_s, 1)},
+                  "base_model": {k: v for k, v in info.items() if k != "times"},
+                  "heldout_fidelity": fid, "pairs": labels,
+                  "sizes_bytes": {k: (tmp / k).stat().st_size for k in manifest["files"]}}
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"toy build done in {time.time() - t_start:.0f}s: {out_dir}")
+    return report
+
+
+def verify(folder: Path = ASSETS) -> list[str]:
+    """Problems of a built folder against its manifest (missing, extra or changed files); empty when intact."""
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    have = file_hashes(folder)
+    problems = [f"missing {f}" for f in manifest["files"] if f not in have]
+    problems += [f"unexpected {f}" for f in have if f not in manifest["files"]]
+    problems += [f"changed {f}" for f, h in manifest["files"].items() if f in have and have[f] != h]
+    return problems
+
+
+def compare(a: Path, b: Path) -> list[str]:
+    """Files whose sha256 differ between two builds' manifests (and differing build parameters)."""
+    ma, mb = (json.loads((Path(x) / "manifest.json").read_text()) for x in (a, b))
+    out = [f"parameter {k} differs" for k in ("seed", "model_config", "pairs_config") if ma[k] != mb[k]]
+    for f in sorted(set(ma["files"]) | set(mb["files"])):
+        if ma["files"].get(f) != mb["files"].get(f):
+            out.append(f"file {f} differs")
+    return out
+
+
+def check_rebuild(folder: Path = ASSETS, work_dir: Path | None = None, log: Callable[[str], None] = print) -> list[str]:
+    """Rebuild with the manifest's parameters and compare with ``folder`` (minutes). Empty list: identical."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    work = Path(work_dir or tempfile.mkdtemp(prefix="toy-rebuild-"))
+    build(work / "assets", manifest["seed"], manifest["model_config"], manifest["pairs_config"], log)
+    return verify(folder) + compare(folder, work / "assets")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.toy.build", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=ASSETS, help="output folder (default: the shipped assets)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--check", action="store_true", help="rebuild into a temporary folder and compare with --out")
+    ap.add_argument("--verify", action="store_true", help="only check --out against its manifest")
+    args = ap.parse_args(argv)
+    import bench  # noqa: F401  (torchvision compat before transformers)
+
+    if args.verify or args.check:
+        problems = verify(args.out) if args.verify else check_rebuild(args.out)
+        print("\n".join(problems) or "identical")
+        return 1 if problems else 0
+    build(args.out, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

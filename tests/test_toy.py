@@ -1,0 +1,224 @@
+"""The embedded toy world: world and analysis, panel, toy scorers, and the SHIPPED assets (never retrained here)."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from bench.toy import ASSETS, MODEL_DIR, PAIRS_FILE
+from bench.toy.world import (Scene, draw, heldout_attributes, heldout_prompts, sample_scene, train_attributes,
+                             train_prompts)
+from evaluators import toy
+from evaluators.toy import (ATTRIBUTES, PICKSCORE_HI, PICKSCORE_LO, Attributes, Panel, ToyAesthetic, ToyHPS,
+                            ToyImageReward, ToyPickScore, all_attributes, analyse, features, make_prompt, parse_prompt)
+
+
+def _png_roundtrip(img: Image.Image) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# World and analysis
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_world_is_deterministic_and_splits_are_disjoint():
+    a = Attributes("red", "circle", "small", "top", "white")
+    one = draw(sample_scene(a, np.random.default_rng(3), degrade=1.0))
+    two = draw(sample_scene(a, np.random.default_rng(3), degrade=1.0))
+    assert one.size == (32, 32) and one.mode == "RGB"
+    assert one.tobytes() == two.tobytes()
+    assert train_prompts() == train_prompts() and heldout_prompts() == heldout_prompts()
+    train, held = set(train_attributes()), set(heldout_attributes())
+    assert len(train) == 260 and len(held) == 64 and not train & held and len(train | held) == 324
+    for name in ATTRIBUTES:  # every attribute value is seen in training
+        assert {getattr(x, name) for x in train} == {getattr(x, name) for x in held | train}
+
+
+def test_prompt_grammar_round_trip():
+    for a in all_attributes():
+        assert parse_prompt(make_prompt(a)) == a
+    assert parse_prompt("A large blue square in the middle on a grey background.") == \
+        Attributes("blue", "square", "large", "middle", "grey")
+    assert parse_prompt("a photo of a cat") is None
+
+
+def test_analysis_recovers_attributes_of_clean_pictures():
+    rng = np.random.default_rng(123)
+    combos = all_attributes()
+    n, hits = 400, 0
+    for _ in range(n):
+        a = combos[int(rng.integers(len(combos)))]
+        hits += analyse(draw(sample_scene(a, rng))).attributes() == a
+    assert hits / n > 0.95
+
+
+def test_analysis_sees_visual_qualities():
+    a = Attributes("green", "square", "large", "middle", "black")
+    base = Scene(a, 16.0, 16.0, 9.0)
+    clean = analyse(draw(base))
+    from dataclasses import replace
+    blurred, noisy, faded = (analyse(draw(replace(base, **kw))) for kw in
+                             ({"blur": 1.5}, {"noise": 25.0, "noise_seed": 1}, {"fade": 0.5}))
+    assert blurred.sharpness < clean.sharpness - 0.5
+    assert noisy.cleanliness < clean.cleanliness - 0.5
+    assert faded.contrast < clean.contrast - 0.3
+    off = analyse(draw(replace(base, cx=10.0)))
+    assert off.centred < clean.centred
+    empty = analyse(Image.new("RGB", (32, 32), (245, 245, 245)))
+    assert not empty.present and empty.attributes() is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Panel
+# ---------------------------------------------------------------------------------------------------------------
+
+def _feature_pool(n: int = 120, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Features of clean, degraded and unfaithful pictures, each against a prompt."""
+    rng = np.random.default_rng(seed)
+    combos = all_attributes()
+    prompts, feats = [], []
+    for i in range(n):
+        want = combos[int(rng.integers(len(combos)))]
+        drawn = want if i % 3 else combos[int(rng.integers(len(combos)))]
+        img = draw(sample_scene(drawn, rng, degrade=0.5))
+        prompts.append(make_prompt(want))
+        feats.append(features(img, make_prompt(want)))
+    return prompts, np.stack(feats)
+
+
+def test_panel_raters_differ_and_ties_occur():
+    panel = Panel.default()
+    assert len({r.archetype for r in panel.raters}) == 5
+    assert np.allclose([sum(r.weights) for r in panel.raters], 1.0)
+    _, f = _feature_pool()
+    pairs = [(i, j) for i in range(0, len(f), 2) for j in (i + 1,)]
+    u = np.stack([r.utility(f) for r in panel.raters])  # (raters, images)
+    prefs = np.stack([u[:, i] > u[:, j] for i, j in pairs], 1)  # noise-free preferences
+    disagreements = sum(int((prefs[a] != prefs[b]).sum()) for a in range(len(prefs)) for b in range(a))
+    assert disagreements > 0
+    lit = next(k for k, r in enumerate(panel.raters) if r.archetype == "literalist")
+    aes = next(k for k, r in enumerate(panel.raters) if r.archetype == "aesthete")
+    assert (prefs[lit] != prefs[aes]).any()
+    labels = [panel.judge(f[i], f[j], seed=0, pair_index=k)[1] for k, (i, j) in enumerate(pairs * 10)]
+    assert set(labels) == {0.0, 0.5, 1.0}
+    # deterministic, and the mean utility lies in [0, 1]
+    assert panel.judge(f[0], f[1], 0, 5) == panel.judge(f[0], f[1], 0, 5)
+    assert Panel.default().identity() == panel.identity()
+    assert ((panel.utility(f) >= 0) & (panel.utility(f) <= 1)).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Toy scorers
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", [ToyPickScore, ToyHPS, ToyImageReward, ToyAesthetic])
+def test_toy_scorer_interface(cls):
+    from evaluators.scorers.base import Scorer
+
+    scorer = cls.from_pretrained()
+    assert isinstance(scorer, Scorer) and scorer.name.startswith("toy-") and scorer.version
+    assert scorer.higher_is_better is True and scorer.cache_key.startswith(f"{scorer.name}/{scorer.version}/")
+    assert scorer.describe()["checkpoints"][0]["sha256"]
+    prompts = train_prompts()[:5]
+    imgs = [draw(sample_scene(parse_prompt(p), np.random.default_rng(i))) for i, p in enumerate(prompts)]
+    s = scorer.score(imgs, prompts)
+    assert s.dtype == torch.float64 and s.shape == (5,) and torch.isfinite(s).all()
+    assert torch.equal(s, scorer.score(imgs, prompts))
+    with pytest.raises(ValueError):
+        scorer.score(imgs, prompts[:4])
+
+
+def test_toy_scorers_are_registered():
+    from evaluators.scorers.registry import SCORERS
+
+    for name, cls in toy.TOY_SCORERS.items():
+        assert SCORERS.get(name) is cls
+
+
+def test_toy_pickscore_prefers_faithful_images():
+    scorer = ToyPickScore.from_pretrained()
+    prompt = "a large red circle in the middle on a white background"
+    want = parse_prompt(prompt)
+    rng = np.random.default_rng(0)
+    good = draw(sample_scene(want, rng))
+    wrong = [Attributes(**{**want.__dict__, k: v}) for k, v in
+             (("colour", "blue"), ("shape", "triangle"), ("size", "small"), ("position", "bottom"),
+              ("background", "black"))]
+    bad = [draw(sample_scene(w, rng)) for w in wrong]
+    s = scorer.score([good] + bad, [prompt] * 6)
+    assert (s[0] > s[1:]).all()
+    raw = scorer.raw_score([good] + bad, [prompt] * 6)
+    assert torch.allclose(s, 100 * raw) and ((raw >= PICKSCORE_LO) & (raw <= PICKSCORE_HI)).all()
+    # SmPO's default normalisation recovers the panel's mean utility
+    u = scorer.utility([good], [prompt])
+    assert torch.allclose((raw[:1] - PICKSCORE_LO) / (PICKSCORE_HI - PICKSCORE_LO), u)
+    hps = ToyHPS.from_pretrained().score([good] + bad, [prompt] * 6)
+    assert (hps[0] > hps[1:]).all()
+    noisy = draw(Scene(want, 16.0, 16.0, 9.0, noise=30.0, noise_seed=2))
+    clean = draw(Scene(want, 16.0, 16.0, 9.0))
+    aes = ToyAesthetic.from_pretrained().score([clean, noisy], None)
+    assert aes[0] > aes[1] and 1.0 <= aes.min() and aes.max() <= 10.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shipped assets
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_shipped_assets_match_their_manifest():
+    from bench.toy.build import verify
+
+    assert (ASSETS / "manifest.json").is_file(), "run `python -m bench.toy.build` to produce bench/toy/assets"
+    assert verify(ASSETS) == []
+    total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+    assert total < 16 * 2 ** 20  # model ~7 MB (fp16), pairs ~6 MB
+
+
+def test_shipped_model_generates_with_stable_diffusion_pipeline():
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(MODEL_DIR), safety_checker=None, requires_safety_checker=False)
+    assert pipe.unet.dtype == torch.float32 and pipe.text_encoder.dtype == torch.float32
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(["a large blue square in the middle on a white background"] * 2, num_inference_steps=4,
+               guidance_scale=4.0, height=32, width=32, generator=torch.Generator().manual_seed(0),
+               output_type="pil").images
+    assert len(out) == 2 and out[0].size == (32, 32)
+
+
+def test_shipped_pairs_schema_and_labels_agree_with_the_panel():
+    df = pd.read_parquet(PAIRS_FILE)
+    for col in ("jpg_0", "jpg_1", "label_0", "label_1", "caption", "user_id", "ranking_id", "reward_0", "reward_1"):
+        assert col in df.columns
+    assert set(df["label_0"].unique()) <= {0.0, 0.5, 1.0} and (df["label_0"] == 0.5).any()
+    assert np.allclose(df["label_0"] + df["label_1"], 1.0)
+    assert set(df["caption"]) <= set(train_prompts())
+    rewards = df[["reward_0", "reward_1"]].to_numpy()
+    assert ((rewards >= PICKSCORE_LO) & (rewards <= PICKSCORE_HI)).all()
+    seed = json.loads((ASSETS / "manifest.json").read_text())["pairs_config"]["seed"]
+    panel = Panel.default(json.loads((ASSETS / "manifest.json").read_text())["pairs_config"]["n_raters"])
+    for _, row in df.iloc[:150].iterrows():
+        imgs = [Image.open(io.BytesIO(row[f"jpg_{k}"])).convert("RGB") for k in (0, 1)]
+        assert imgs[0].size == (32, 32)
+        f0, f1 = (features(im, row["caption"]) for im in imgs)
+        assert panel.judge(f0, f1, seed, int(row["ranking_id"])) == (int(row["user_id"]), float(row["label_0"]))
+        raw = PICKSCORE_LO + (PICKSCORE_HI - PICKSCORE_LO) * panel.utility(np.stack([f0, f1]))
+        assert np.allclose(raw, [row["reward_0"], row["reward_1"]], atol=1e-12)
+
+
+def test_shipped_pairs_load_through_the_data_path(tmp_path):
+    from bench.config import DataConfig
+    from bench.data import prepare_pairs
+
+    store = prepare_pairs(DataConfig(source=str(PAIRS_FILE), cache_dir=str(tmp_path), max_pairs=64),
+                          show_progress=False)
+    assert len(store) == 64 and store.rewards is not None and store.rewards.shape == (64, 2)
+    win, lose = store.images(0)
+    assert win.size == (32, 32) and lose.size == (32, 32)
