@@ -1,6 +1,7 @@
 """The embedded dry-run preference set: procedural 32x32 pictures in the Pick-a-Pic v2 schema.
 
-A stand-in until the toy world lands: a caption names a shape and a colour ("a red circle on a white background");
+Used by the tiny random models (dry runs, tests; the meaningful default is the toy world, bench/toy): a caption
+names a shape and a colour ("a red circle on a white background");
 the preferred image draws exactly that, the other one gets the colour or the shape wrong, or is noisy. About 10% of
 the pairs are ties (label_0 = 0.5) so that the tie filter runs. ``reward_0``/``reward_1`` stand in for a reward
 model's raw scores (in PickScore's cosine range: the faithful image ~0.20-0.26, the flawed one ~0.14-0.22, so they

@@ -1,0 +1,53 @@
+"""Diagnostic behind results/toy/README.md: size of the inverted target and the toy model's error on it, by t, for the
+first 64 winners of the toy pairs (policy = the base model): 5- and 10-step ReNoise inversion (methods/inversion.py,
+the authors' grids) against forward noising. Run from the repository root:
+
+    python results/toy/diagnostics/inversion_error_by_t.py
+"""
+import io
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+import bench  # noqa: F401  (torchvision compat before transformers)
+from bench.models import encode_text, load_components, make_cond
+from bench.toy import PAIRS_FILE
+from methods.diffusion import forward_noise
+from methods.inversion import invert
+
+TIMESTEPS = (10, 100, 190, 210, 300, 500, 700, 900)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    comps = load_components("toy")
+    df = pd.read_parquet(PAIRS_FILE).iloc[:64]
+    pixels = torch.stack([torch.from_numpy(np.asarray(Image.open(io.BytesIO(b)).convert("RGB")).copy())
+                          .permute(2, 0, 1).float() / 127.5 - 1 for b in df.jpg_0])
+    with torch.no_grad():
+        x0 = comps.vae.encode(pixels).latent_dist.mean * comps.vae_scale
+        cond = make_cond(comps, *encode_text(comps, list(df.caption)))
+    acp = comps.scheduler.alphas_cumprod.float()
+
+    def unet(x, t, c):
+        return comps.unet(x, t, **c.unet_kwargs()).sample
+
+    gen = torch.Generator().manual_seed(0)
+    print("| t | target RMS (5-step ReNoise) | error, 5-step ReNoise | error, 10-step ReNoise | error, forward noise |")
+    print("|---:|---:|---:|---:|---:|")
+    for value in TIMESTEPS:
+        t = torch.full((len(x0),), value)
+        with torch.no_grad():
+            row = []
+            for steps in (5, 10):
+                z, target = invert(x0, t, cond, unet, acp, steps, mode="renoise")
+                row.append((target.pow(2).mean().sqrt().item(), (unet(z, t, cond) - target).pow(2).mean().item()))
+            x_t, target = forward_noise(x0, t, torch.randn(x0.shape, generator=gen), acp)
+            forward = (unet(x_t, t, cond) - target).pow(2).mean().item()
+        print(f"| {value} | {row[0][0]:.2f} | {row[0][1]:.3f} | {row[1][1]:.3f} | {forward:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
