@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from bench.toy import MODEL_DIR as TOY_MODEL_DIR
 from bench_common import Registry
 from methods.base import Cond
 
@@ -175,7 +176,7 @@ MODELS.register("sd15-random", ModelSpec("sd15-random", "built:sd15-random", "sd
 MODELS.register("sdxl-random", ModelSpec("sdxl-random", "built:sdxl-random", "sdxl", 1024,
                                           "SDXL architecture from its published config, random weights (benchmarks)",
                                           builder=lambda p: build_from_published_config(p, "sdxl")))
-MODELS.register("toy", ModelSpec("toy", str(Path(__file__).parent / "toy" / "assets" / "model"), "toy", 32,
+MODELS.register("toy", ModelSpec("toy", str(TOY_MODEL_DIR), "toy", 32,
                                    "the embedded toy world's base model (shipped, 32 px; bench toy build remakes it)",
                                    missing_hint="rebuild it with `bench toy build` (about 20 minutes on 2 CPU cores) "
                                                 "or reinstall from a git checkout of bench"))

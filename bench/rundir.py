@@ -30,9 +30,9 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
-def versions() -> dict[str, str | None]:
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for pkg in PACKAGES:
+    for pkg in packages:
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

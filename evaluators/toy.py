@@ -57,6 +57,8 @@ SIZES = ("small", "large")
 POSITIONS = ("top", "middle", "bottom")
 POSITION_PHRASES = {"top": "at the top", "middle": "in the middle", "bottom": "at the bottom"}
 ATTRIBUTES = ("colour", "shape", "size", "position", "background")
+VALUES: dict[str, tuple[str, ...]] = {"colour": tuple(COLOURS), "shape": SHAPES, "size": SIZES, "position": POSITIONS,
+                                      "background": tuple(BACKGROUNDS)}  # the allowed values, in ATTRIBUTES order
 FEATURES = ("colour", "shape", "size", "position", "background",  # prompt fidelity
             "sharpness", "cleanliness", "contrast", "centred", "single")  # visual quality
 FIDELITY, QUALITY = FEATURES[:5], FEATURES[5:]
@@ -79,8 +81,7 @@ class Attributes:
     background: str
 
     def __post_init__(self):
-        for name, allowed in (("colour", COLOURS), ("shape", SHAPES), ("size", SIZES), ("position", POSITIONS),
-                              ("background", BACKGROUNDS)):
+        for name, allowed in VALUES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; one of {list(allowed)}")
 
@@ -507,8 +508,6 @@ class ToyPickScore(_ToyScorer):
     def raw_score(self, images, prompts) -> torch.Tensor:
         """The "cosine" (no logit scale) in [0.1154, 0.2820]: what SmPO's labels and reward_0/reward_1 store."""
         return self._batched(lambda i, p: torch.from_numpy(self._raw(feature_matrix(i, p))), images, prompts)
-
-    cosine = raw_score  # the name the real PickScore scorer uses
 
 
 class ToyHPS(_ToyScorer):

@@ -20,13 +20,3 @@ def pairs_file() -> Path:
         raise DataError(f"the toy preference pairs are missing ({PAIRS_FILE}); rebuild them with `bench toy build` "
                         "(about 20 minutes on 2 CPU cores) or reinstall from a git checkout of bench")
     return PAIRS_FILE
-
-
-def heldout_prompts() -> list[str]:
-    from bench.toy.world import heldout_prompts as f
-    return f()
-
-
-def train_prompts() -> list[str]:
-    from bench.toy.world import train_prompts as f
-    return f()

@@ -88,12 +88,10 @@ class ToyData:
 
 
 def _noisy_caption(attrs: Attributes, allowed: set[Attributes], rng: np.random.Generator) -> Attributes | None:
-    from evaluators.toy import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
+    from evaluators.toy import VALUES
 
-    values = {"colour": list(COLOURS), "shape": list(SHAPES), "size": list(SIZES), "position": list(POSITIONS),
-              "background": list(BACKGROUNDS)}
-    name = list(values)[int(rng.integers(5))]
-    options = [v for v in values[name] if v != getattr(attrs, name)]
+    name = list(VALUES)[int(rng.integers(len(VALUES)))]
+    options = [v for v in VALUES[name] if v != getattr(attrs, name)]
     other = Attributes(**{**asdict(attrs), name: options[int(rng.integers(len(options)))]})
     return other if other in allowed else None
 
@@ -443,27 +441,24 @@ def _train(folder: Path, cfg: BaseModelConfig, log: Callable[[str], None], sync:
 # Sampling and fidelity
 # ------------------------------------------------------------------------------------------------------------------
 
-def load_pipeline(folder: Path, threads: int | None = None):
-    """``StableDiffusionPipeline`` from a toy model folder with a DDIM scheduler (as ``bench eval`` uses)."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+def load_pipeline(folder: Path):
+    """The evaluation harness's pipeline (``bench.evaluate.load_pipeline``: DDIM, fp32) for a toy model folder."""
+    from bench.evaluate import load_pipeline as harness_pipeline
 
-    if threads:
-        torch.set_num_threads(threads)
-    pipe = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return harness_pipeline(str(folder), sampler="ddim", device="cpu", dtype=torch.float32)
 
 
-@torch.no_grad()
 def generate(pipe, prompts: list[str], seeds: list[int], steps: int = 20, cfg: float = 4.0, batch: int = 128):
-    """PIL images, one per (prompt, seed): one CPU generator per image, as ``bench.evaluate.make_generate``."""
-    out = []
+    """PIL images, one per (prompt, seed), through ``bench.evaluate.make_generate`` (one CPU generator per image),
+    ``batch`` prompts per pipeline call (the batching the shipped assets were generated with)."""
+    from bench.evaluate import make_generate
+    from evaluators.harness import GenerationSpec
+
+    gen = make_generate(pipe, GenerationSpec(steps=steps, cfg=cfg, resolution=32))
+    images = []
     for i in range(0, len(prompts), batch):
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds[i:i + batch]]
-        out += pipe(prompts[i:i + batch], num_inference_steps=steps, guidance_scale=cfg, height=32, width=32,
-                    generator=gens, output_type="pil").images
-    return out
+        images += gen(prompts[i:i + batch], [int(s) for s in seeds[i:i + batch]])
+    return images
 
 
 def fidelity_report(images, prompts: list[str]) -> dict:

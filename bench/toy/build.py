@@ -17,7 +17,6 @@ fixed thread count); on another CPU, float summation order can change the traine
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -29,41 +28,26 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
+from bench.rundir import PACKAGES, versions
 from bench.toy import ASSETS
 from bench.toy.basemodel import BaseModelConfig, fidelity_report, generate, load_pipeline, train_base_model
 from bench.toy.preferences import PairsConfig, make_pairs, summary
 from bench.toy.world import heldout_prompts
+from evaluators.scorers._weights import file_sha256
 
 MANIFEST_VERSION = 1
 EVAL_STEPS, EVAL_CFG, EVAL_IMAGES_PER_PROMPT = 20, 4.0, 4  # the base-model fidelity measurement of the report
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_hashes(folder: Path) -> dict[str, str]:
     folder = Path(folder)
-    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
+    return {str(p.relative_to(folder)): file_sha256(str(p)) for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name not in ("manifest.json", "report.json")}
 
 
 def environment() -> dict:
-    import diffusers
-    import numpy
-    import pandas
-    import PIL
-    import pyarrow
-    import torch
-    import transformers
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__, "numpy": numpy.__version__, "pandas": pandas.__version__,
-            "pyarrow": pyarrow.__version__, "pillow": PIL.__version__, "machine": platform.machine(),
+    """Package versions (the run directories' list plus what the build's files depend on) and the machine."""
+    return {**versions(PACKAGES + ("pandas", "pyarrow", "pillow")), "machine": platform.machine(),
             "cpu_count": os.cpu_count()}
 
 

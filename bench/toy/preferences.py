@@ -72,7 +72,10 @@ def _generate_chunks(model_dir: str, jobs: list[tuple], steps: int, threads: int
     import bench  # noqa: F401  (torchvision compat first, also in a spawned interpreter)
     from bench.toy.basemodel import generate, load_pipeline
 
-    pipe = load_pipeline(Path(model_dir), threads=threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    pipe = load_pipeline(Path(model_dir))
     return [(chunk, slot, [png_bytes(im) for im in generate(pipe, caps, seeds, steps=steps, cfg=scale)])
             for chunk, slot, caps, seeds, scale in jobs]
 

@@ -18,12 +18,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from evaluators.toy import (BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZE, SIZE_RADIUS, SIZES, Attributes,
-                            heldout_attributes, heldout_prompts, make_prompt, parse_prompt, train_attributes,
-                            train_prompts)
+from evaluators.toy import (BACKGROUNDS, COLOURS, SIZE, SIZE_RADIUS, Attributes, heldout_attributes, heldout_prompts,
+                            make_prompt, parse_prompt, train_attributes, train_prompts)
 
 __all__ = ["Scene", "draw", "sample_scene", "train_attributes", "heldout_attributes", "train_prompts",
-           "heldout_prompts", "Attributes", "make_prompt", "parse_prompt", "render_prompt"]
+           "heldout_prompts", "Attributes", "make_prompt", "parse_prompt"]
 
 SUPERSAMPLE = 8
 
@@ -93,14 +92,3 @@ def draw(scene: Scene) -> Image.Image:
     return img
 
 
-def render_prompt(prompt: str, seed: int = 0) -> Image.Image:
-    """A clean picture of a toy prompt (seeded placement)."""
-    attrs = parse_prompt(prompt)
-    if attrs is None:
-        raise ValueError(f"not a toy prompt: {prompt!r}")
-    return draw(sample_scene(attrs, np.random.default_rng(seed)))
-
-
-def vocabulary() -> dict[str, list[str]]:
-    return {"colour": list(COLOURS), "shape": list(SHAPES), "size": list(SIZES), "position": list(POSITIONS),
-            "background": list(BACKGROUNDS)}
