@@ -29,6 +29,9 @@ class ModelConfig:
     name: str = "toy"
     #: replace the VAE (a hub id or folder), e.g. "madebyollin/sdxl-vae-fp16-fix" for SDXL
     vae: str | None = None
+    #: start policy and reference from this UNet instead of the model's (the InPO/SmPO authors start SD1.5 from an
+    #: SFT checkpoint): a diffusers UNet folder, or a run directory (its weights/unet). The baseline stays the model.
+    init_unet: str | None = None
     #: training resolution in pixels; None = the model's native resolution
     resolution: int | None = None
     #: LoRA rank; 0 trains the full UNet

@@ -307,6 +307,32 @@ def load_components(name: str, vae: str | None = None, device: str | torch.devic
                       tokenizers, scheduler, identity)
 
 
+def init_unet_folder(spec: str) -> Path:
+    """The diffusers UNet folder of ``model.init_unet``: a run directory (its weights/unet), a diffusers model folder
+    (its unet/) or a UNet folder itself."""
+    p = Path(spec).expanduser()
+    for folder in (p / "weights" / "unet", p / "unet", p):
+        if (folder / "config.json").is_file():
+            return folder
+    raise FileNotFoundError(f"model.init_unet={spec}: no UNet there (looked for weights/unet/config.json, "
+                            "unet/config.json and config.json); pass a finished run directory or a diffusers UNet "
+                            "folder")
+
+
+def load_init_unet(comps: Components, spec: str) -> None:
+    """Replace ``comps.unet`` by the UNet of ``model.init_unet`` (same architecture required, same device/dtype)."""
+    from diffusers import UNet2DConditionModel
+
+    folder = init_unet_folder(spec)
+    unet = UNet2DConditionModel.from_pretrained(folder, torch_dtype=comps.unet.dtype)
+    ours, theirs = ({k: v for k, v in dict(u.config).items() if not k.startswith("_")} for u in (comps.unet, unet))
+    if ours != theirs:
+        diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        raise ValueError(f"model.init_unet={spec}: its UNet does not match model {comps.name!r} ({', '.join(diff)} "
+                         "differ); pass a UNet trained from this model")
+    comps.unet = unet.to(comps.unet.device)
+
+
 def checked_architecture(name: str, path: str, preset_family: str) -> str:
     """"sd15" or "sdxl" for a resolved model; raises MissingWeightsError when its files are not available."""
     family = preset_family if preset_family in ("sd15", "sdxl") else _arch_family(path)

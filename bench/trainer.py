@@ -25,7 +25,7 @@ from bench import checkpoint, rng
 from bench.config import RunConfig, grad_accum_for, method_config
 from bench.cost import CostMeter
 from bench.data import BatchMaker, Schedule, build_cache, prepare_pairs, slots_for
-from bench.models import Components, load_components
+from bench.models import Components, load_components, load_init_unet
 from bench.rundir import write_run_files
 from methods import get_method
 from methods.base import Cond
@@ -135,6 +135,8 @@ class Trainer:
         # --- model, data ------------------------------------------------------------------------------------
         self.comps: Components = load_components(cfg.model.name, cfg.model.vae, self.device, torch.float32,
                                                  cfg.model.resolution)
+        if cfg.model.init_unet:
+            load_init_unet(self.comps, cfg.model.init_unet)
         for m in [self.comps.vae, *self.comps.text_encoders]:
             m.to(self.weight_dtype if self.device.type == "cuda" else torch.float32)
         self.alphas_cumprod = self.comps.scheduler.alphas_cumprod.to(self.device, torch.float32)

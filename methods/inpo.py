@@ -28,7 +28,7 @@ import torch
 
 from methods.base import Method, PairBatch, StepContext
 from methods.diffusion import per_sample_error
-from methods.inversion import invert_pairs
+from methods.inversion import ENDS, invert_pairs
 from methods.losses import dpo_margin, sigmoid_loss
 
 
@@ -47,11 +47,18 @@ class InPO(Method):
         beta: float = 5000.0
         inversion_steps: int = 10
         eta: float = 0.1
+        #: "grid" (the authors: the last inversion step goes past t to the next grid point) | "t" (it lands on t)
+        inversion_end: str = "grid"
+
+    def __init__(self, config: "InPO.Config | None" = None):
+        super().__init__(config)
+        if self.config.inversion_end not in ENDS:
+            raise ValueError(f"unknown inpo inversion_end {self.config.inversion_end!r}; use one of {ENDS}")
 
     def loss(self, batch: PairBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c, n = self.config, len(batch)
         t = ctx.timesteps(batch.slots)
-        x_t, target = invert_pairs(batch, t, ctx, c.inversion_steps, "ddim", c.eta)
+        x_t, target = invert_pairs(batch, t, ctx, c.inversion_steps, "ddim", c.eta, c.inversion_end)
         t2, cond2 = torch.cat([t, t]), batch.cond.repeat(2)
 
         err = per_sample_error(ctx.policy(x_t, t2, cond2), target)

@@ -16,6 +16,10 @@ Per sample i with sampled t_i (no grad, no guidance, starting from z = x0_i), fo
 where step(z, eps) is the DDIM-inverse move from abar_tau to abar_{tau+k}. Then x_t = z and the target is re-derived
 at the SAMPLED t_i: target = (z - sqrt(abar_t) x0) / sqrt(1 - abar_t).
 
+So x_t carries the noise of the grid point above t_i, not of t_i (t = 10 on the 5-step grid: z at tau = 201, labelled
+10; the target is then several times unit size). ``end="t"`` is our option that lands the last step on t_i instead
+(min(tau + k, t_i), and the last grid point moves all the way to t_i); same UNet calls. Default: the authors' "grid".
+
 The authors cut the grid and read abar_t from batch element 0 (correct only at one pair per GPU). Here every sample
 has its own cut-off: at each grid step only the samples with tau < t_i move, and the UNet runs on that sub-batch
 only, so the forward count per image equals the authors' (number of grid points below t_i, x2 with ReNoise) and a
@@ -37,6 +41,8 @@ UNetFn = Callable[[Tensor, Tensor, Cond], Tensor]
 NoiseFn = Callable[[str], Tensor]
 
 MODES = ("ddim", "renoise")
+#: where the last inversion step ends: "grid" (tau + k, the authors) or "t" (the sampled t)
+ENDS = ("grid", "t")
 
 
 def inversion_grid(n_steps: int, T: int = 1000) -> list[int]:
@@ -64,14 +70,21 @@ def mean_inversion_forwards(n_steps: int, T: int = 1000, renoise: bool = False) 
 
 @torch.no_grad()
 def invert(x0: Tensor, t: Tensor, cond: Cond, unet: UNetFn, alphas_cumprod: Tensor, n_steps: int, *,
-           mode: str = "ddim", eta: float = 0.0, noise: NoiseFn | None = None) -> tuple[Tensor, Tensor]:
+           mode: str = "ddim", eta: float = 0.0, noise: NoiseFn | None = None,
+           end: str = "grid") -> tuple[Tensor, Tensor]:
     """Invert latents ``x0`` (B, C, h, w) to their per-sample times ``t`` (B,); returns (x_t, target), float32.
 
     ``mode``: "ddim" (InPO) or "renoise" (SmPO). ``eta`` > 0 adds eta * sqrt(DDIM variance) * noise(f"inversion{j}")
     after grid step j (InPO: 0.1); ``noise`` must then be given and return noise of x0's shape.
+    ``end``: "grid" (the authors): the last step goes to tau + k, past t (or short of it beyond the last grid point),
+    so x_t carries the noise of another time than its label; "t" (our option): each step goes to min(tau + k, t_i) and
+    the step from the last grid point to t_i, so x_t is at its label's noise level (same grid points, same number of
+    UNet calls).
     """
     if mode not in MODES:
         raise ValueError(f"unknown inversion mode {mode!r}; use one of {MODES}")
+    if end not in ENDS:
+        raise ValueError(f"unknown inversion end {end!r}; use one of {ENDS}")
     if eta and noise is None:
         raise ValueError("eta > 0 needs a noise callable (noise(stream) -> tensor of x0's shape)")
     if t.shape != (x0.shape[0],):
@@ -89,6 +102,9 @@ def invert(x0: Tensor, t: Tensor, cond: Cond, unet: UNetFn, alphas_cumprod: Tens
         z_sub, c_sub = z[idx], cond.select(idx)
         labels = torch.full((len(idx),), tau, dtype=torch.long, device=z.device)
         a_tau, a_next = abar_at(alphas_cumprod, tau), abar_at(alphas_cumprod, tau + k)
+        if end == "t":  # land on t: at most one grid step, and the last grid point goes all the way
+            dest = t[idx] if j == len(grid) - 1 else t[idx].clamp(max=tau + k)
+            a_next = alphas_cumprod[dest].float()
         eps = unet(z_sub, labels, c_sub).float()
         z_new = ddim_step(z_sub, eps, a_tau, a_next)
         if mode == "renoise":
@@ -96,13 +112,13 @@ def invert(x0: Tensor, t: Tensor, cond: Cond, unet: UNetFn, alphas_cumprod: Tens
             z_new = ddim_step(z_sub, (eps + eps2) / 2, a_tau, a_next)
         if eta:
             n = noise(f"inversion{j}")[idx].float()
-            z_new = z_new + eta * n * ddim_variance(a_tau, a_next).sqrt()
+            z_new = z_new + eta * n * ddim_variance(a_tau, a_next).sqrt().reshape(-1, *([1] * (n.ndim - 1)))
         z = z.index_copy(0, idx, z_new)
     return z, epsilon_target(z, x0, t, alphas_cumprod)
 
 
 def invert_pairs(batch: PairBatch, t: Tensor, ctx: StepContext, n_steps: int, mode: str,
-                 eta: float = 0.0) -> tuple[Tensor, Tensor]:
+                 eta: float = 0.0, end: str = "grid") -> tuple[Tensor, Tensor]:
     """x_t and targets of [winners; losers] (2B), inverted by the policy (``ctx.policy_no_grad``, train mode) with
     the pair's shared t. Eta noise is drawn per image: stream "<grid stream>/w" for winners, "/l" for losers."""
     shape = tuple(batch.x0_w.shape[1:])
@@ -112,4 +128,4 @@ def invert_pairs(batch: PairBatch, t: Tensor, ctx: StepContext, n_steps: int, mo
 
     x0 = torch.cat([batch.x0_w, batch.x0_l])
     return invert(x0, torch.cat([t, t]), batch.cond.repeat(2), ctx.policy_no_grad, ctx.alphas_cumprod, n_steps,
-                  mode=mode, eta=eta, noise=noise if eta else None)
+                  mode=mode, eta=eta, noise=noise if eta else None, end=end)

@@ -9,6 +9,7 @@ METHODS.register("kto", "methods.kto:KTO")
 METHODS.register("mapo", "methods.mapo:MaPO")
 METHODS.register("inpo", "methods.inpo:InPO")
 METHODS.register("smpo", "methods.smpo:SmPO")
+METHODS.register("sft", "methods.sft:SFT")
 
 
 def get_method(name: str):

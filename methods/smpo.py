@@ -39,7 +39,7 @@ import torch
 
 from methods.base import Method, PairBatch, StepContext
 from methods.diffusion import noise_pair, per_sample_error
-from methods.inversion import invert_pairs
+from methods.inversion import ENDS, invert_pairs
 from methods.losses import sigmoid_loss, smpo_margin
 
 INVERSIONS = ("none", "ddim", "renoise")
@@ -74,6 +74,8 @@ class SmPO(Method):
         inversion_steps: int = 5
         #: eta noise after each inversion step (InPO's 0.1); SmPO adds none
         eta: float = 0.0
+        #: "grid" (the authors: the last inversion step goes past t to the next grid point) | "t" (it lands on t)
+        inversion_end: str = "grid"
         #: False: p = 1 (the human winner) instead of the smoothed label
         smooth_labels: bool = True
 
@@ -81,6 +83,8 @@ class SmPO(Method):
         super().__init__(config)
         if self.config.inversion not in INVERSIONS:
             raise ValueError(f"unknown smpo inversion {self.config.inversion!r}; use one of {INVERSIONS}")
+        if self.config.inversion_end not in ENDS:
+            raise ValueError(f"unknown smpo inversion_end {self.config.inversion_end!r}; use one of {ENDS}")
 
     def loss(self, batch: PairBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c, n = self.config, len(batch)
@@ -89,7 +93,7 @@ class SmPO(Method):
         if c.inversion == "none":
             x_t, target = noise_pair(batch, t, ctx)
         else:
-            x_t, target = invert_pairs(batch, t, ctx, c.inversion_steps, c.inversion, c.eta)
+            x_t, target = invert_pairs(batch, t, ctx, c.inversion_steps, c.inversion, c.eta, c.inversion_end)
 
         err = per_sample_error(ctx.policy(x_t, t2, cond2), target)
         ref_err = per_sample_error(ctx.reference(x_t, t2, cond2), target)

@@ -16,15 +16,22 @@ TIMESTEP_STRATEGIES = Registry("timestep strategy")
 
 
 class TimestepStrategy:
-    """Uniform t ~ U{0..T-1} and no balancing (the papers' default)."""
+    """Uniform t ~ U{low..high-1} (default U{0..T-1}, the papers') and no balancing.
 
-    def __init__(self, num_train_timesteps: int = 1000, **kwargs: Any):
+    ``low``/``high`` restrict t to a range: a diagnostic (e.g. which timesteps a method's gain or harm comes from),
+    not any paper's setting.
+    """
+
+    def __init__(self, num_train_timesteps: int = 1000, low: int = 0, high: int | None = None, **kwargs: Any):
         if kwargs:
-            raise TypeError(f"uniform timesteps take no options, got {sorted(kwargs)}")
+            raise TypeError(f"uniform timesteps take only low and high, got {sorted(kwargs)}")
         self.T = num_train_timesteps
+        self.low, self.high = int(low), int(high if high is not None else num_train_timesteps)
+        if not 0 <= self.low < self.high <= self.T:
+            raise ValueError(f"uniform timesteps need 0 <= low < high <= {self.T}, got low={low}, high={high}")
 
     def sample(self, u: Tensor) -> Tensor:
-        return (u * self.T).long().clamp_(0, self.T - 1)
+        return (self.low + u * (self.high - self.low)).long().clamp_(self.low, self.high - 1)
 
     def balance(self, z: Tensor, t: Tensor) -> Tensor:
         return z

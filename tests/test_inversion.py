@@ -108,18 +108,19 @@ def test_round_trip_converges_with_steps(mode):
     assert fine < 0.03 and fine < coarse / 5
 
 
+@pytest.mark.parametrize("end", ["grid", "t"])
 @pytest.mark.parametrize("mode,eta", [("ddim", 0.0), ("ddim", 0.1), ("renoise", 0.0)])
-def test_batch_equals_one_by_one(mode, eta):
-    """Pairs with different t in one batch give the same x_t and targets as each sample inverted alone."""
+def test_batch_equals_one_by_one(mode, eta, end):
+    """Pairs with different t in one batch give the same x_t and targets as each sample inverted alone (either end)."""
     g = torch.Generator().manual_seed(3)
     x0 = torch.randn(6, 4, 4, 4, generator=g)
     cond, unet = Cond(torch.randn(6, 5, 8, generator=g)), TinyUNet()
     t = torch.tensor([0, 1, 2, 150, 999, 601])
     with torch.no_grad():
-        z, target = invert(x0, t, cond, unet, AC, 5, mode=mode, eta=eta, noise=per_sample_noise(x0))
+        z, target = invert(x0, t, cond, unet, AC, 5, mode=mode, eta=eta, noise=per_sample_noise(x0), end=end)
         for i in range(6):
             zi, ti = invert(x0[i:i + 1], t[i:i + 1], cond.select(slice(i, i + 1)), unet, AC, 5, mode=mode, eta=eta,
-                            noise=per_sample_noise(x0[i:i + 1]))
+                            noise=per_sample_noise(x0[i:i + 1]), end=end)
             assert torch.allclose(z[i:i + 1], zi, atol=1e-6) and torch.allclose(target[i:i + 1], ti, atol=1e-5)
     assert torch.isfinite(target).all()
 
@@ -258,3 +259,31 @@ def test_real_diffusers_unet_sdxl_shaped():
         z1, target1 = invert(x0[1:2], t[1:2], cond.select(slice(1, 2)), unet, AC, 5, mode="renoise")
     assert torch.isfinite(z).all() and torch.isfinite(target).all()
     assert torch.allclose(z[1:2], z1, atol=1e-5) and torch.allclose(target[1:2], target1, atol=1e-4)
+
+
+def test_end_t_lands_on_the_sampled_t():
+    """end="t": with the point-mass eps, DDIM inversion puts x_t exactly at the forward-noised x_0 of its own t
+    (target = eps_0; t inside a grid interval, on a grid point and beyond the last grid point); both modes make the
+    authors' number of UNet calls."""
+    x0 = torch.randn(5, 4, 4, 4, generator=torch.Generator().manual_seed(0)) * 0.5
+    cond, t = Cond(x0.reshape(5, 4, 16).clone()), torch.tensor([999, 500, 37, 201, 0])
+    eps0 = x0 * (1 - AC[0].sqrt()) / (1 - AC[0]).sqrt()
+    a_t = AC[t].view(-1, 1, 1, 1)
+    for n in (10, 5):
+        for mode in ("ddim", "renoise"):
+            calls = []
+
+            def unet(x, tt, c):
+                calls.append(len(x))
+                return point_mass_eps(x, tt, c)
+
+            z, target = invert(x0, t, cond, unet, AC, n, mode=mode, end="t")
+            if mode == "ddim":  # ReNoise's second prediction keeps the tau label, so it is not exact here
+                assert torch.allclose(z, a_t.sqrt() * x0 + (1 - a_t).sqrt() * eps0, atol=1e-5)
+                assert torch.allclose(target, eps0, atol=1e-4)
+            assert sum(calls) == int(inversion_forwards(t, n, renoise=mode == "renoise").sum())
+    _, grid_target = invert(x0, t, cond, point_mass_eps, AC, 5)  # the authors' end: off by a grid interval
+    assert not torch.allclose(grid_target[2], eps0[2], atol=1e-2)
+    with pytest.raises(ValueError, match="inversion end"):
+        invert(x0, t, cond, point_mass_eps, AC, 5, end="next")
+

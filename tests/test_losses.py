@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from methods import Cond, ImageBatch, PairBatch, get_method
+from methods.diffusion import noise_pair, per_sample_error
 from methods.losses import (dpo_margin, kto_loss, kto_margin, kto_utility_loss, mapo_log_odds, mapo_loss, mapo_score,
                             sigmoid_loss, smpo_margin)
 
@@ -320,3 +321,42 @@ def test_kto_method():
     assert ctx.calls["all_reduce_mean"] == 1 and ctx.calls["balance"] == 1
     loss2, m2 = kto().loss(batch, FakeContext(*models(0.01)))
     assert torch.isfinite(loss2) and {"acc", "kl"} <= set(m2)
+
+
+# --- SFT ------------------------------------------------------------------------------------------------------------
+class ConstantUNet(torch.nn.Module):
+    """eps(x, t, c) = c0 everywhere (one parameter): e = mean((c0 - eps)^2), de/dc0 = 2 mean(c0 - eps)."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.c0 = torch.nn.Parameter(torch.tensor(value))
+
+    def forward(self, x, t, cond):
+        return self.c0.expand_as(x)
+
+
+def test_sft_hand_derived():
+    """SFT with a constant prediction c0 = 1: loss = mean over pairs of mean((1 - eps_w)^2), with eps the pair's
+    "noise" stream (DPO's), gradient 2 mean(1 - eps); the losers and the reference are never used."""
+    sft = get_method("sft")()
+    batch = pair_batch(4)
+    ctx = FakeContext(ConstantUNet(1.0))
+    loss, metrics = sft.loss(batch, ctx)
+    eps = ctx.randn(batch.slots, (4, 4, 4), "noise")
+    assert loss.item() == pytest.approx(((1.0 - eps) ** 2).mean().item(), rel=1e-6)
+    loss.backward()
+    assert ctx.pol.c0.grad.item() == pytest.approx(2 * (1.0 - eps).mean().item(), rel=1e-5)
+    assert ctx.calls["policy"] == 4 and ctx.calls["reference"] == 0
+    assert metrics["err_w"].shape == (4,)
+    other = PairBatch(batch.x0_w, torch.randn_like(batch.x0_l), batch.cond, batch.label, batch.slots)
+    assert sft.loss(other, FakeContext(ConstantUNet(1.0)))[0].item() == loss.item()
+
+
+def test_sft_sees_dpo_winner_noise():
+    """SFT's x_t of a pair's winner is DPO's (same t and eps streams): its loss is the policy error on DPO's x_t."""
+    pol, _ = models()
+    batch, t = pair_batch(3), torch.tensor([5, 500, 999])
+    ctx = FakeContext(pol, t=t)
+    x_t, target = noise_pair(batch, t, ctx)
+    want = per_sample_error(pol(x_t[:3], t, batch.cond), target[:3]).mean()
+    assert get_method("sft")().loss(batch, FakeContext(pol, t=t))[0].item() == pytest.approx(want.item(), rel=1e-6)

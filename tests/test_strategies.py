@@ -102,3 +102,15 @@ def test_aware_state_round_trip():
     assert torch.equal(a.balance(z, t), b.balance(z, t)) and a.state_dict() == b.state_dict()
     with pytest.raises(ValueError, match="buckets"):
         TimestepAware(1000, buckets=4).load_state_dict(a.state_dict())
+
+
+def test_uniform_range():
+    """uniform with low/high: t ~ U{low..high-1} from the trainer's u (u = 0 -> low, u -> 1 -> high - 1)."""
+    s = TIMESTEP_STRATEGIES.get("uniform")(1000, low=100, high=300)
+    t = s.sample(torch.tensor([0.0, 0.5, 0.999999]))
+    assert t.tolist() == [100, 200, 299]
+    assert TIMESTEP_STRATEGIES.get("uniform")(1000).sample(torch.tensor([0.0, 0.999999])).tolist() == [0, 999]
+    with pytest.raises(ValueError, match="low < high"):
+        TIMESTEP_STRATEGIES.get("uniform")(1000, low=300, high=300)
+    with pytest.raises(TypeError, match="only low and high"):
+        TIMESTEP_STRATEGIES.get("uniform")(1000, mode="sample")

@@ -229,3 +229,24 @@ def test_speed_switches_do_not_change_the_step(tmp_path, pairs):
         for a, b in zip(logs["default"], logs[name]):
             assert b["err_w"] == pytest.approx(a["err_w"], rel=1e-5)
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-3, abs=1e-4)
+
+
+def test_init_unet_starts_policy_and_reference_from_a_run(tmp_path, pairs):
+    """model.init_unet=<run dir> (a warm start, e.g. from an SFT run): policy and reference start from that run's
+    UNet, not the model's; a UNet of another architecture is refused with a message naming the fix."""
+    first = tmp_path / "sft"
+    train(tiny_config("sft", "tiny-sd15", f"data.source={pairs}"), first, show_progress=False)
+    warm = unet_weights(first)
+    assert any(not torch.equal(warm[k], v) for k, v in base_unet_weights("tiny-sd15").items())
+    tr = Trainer(tiny_config("dpo", "tiny-sd15", f"data.source={pairs}", f"model.init_unet={first}"),
+                 tmp_path / "dpo", show_progress=False)
+    for module in (tr.unwrapped, tr.reference.module):
+        assert all(torch.equal(warm[k], v) for k, v in module.state_dict().items())
+    other = tmp_path / "sdxl"
+    train(tiny_config("sft", "tiny-sdxl", f"data.source={pairs}", "steps=1"), other, show_progress=False)
+    with pytest.raises(ValueError, match="does not match model"):
+        Trainer(tiny_config("dpo", "tiny-sd15", f"data.source={pairs}", f"model.init_unet={other}"),
+                tmp_path / "bad", show_progress=False)
+    with pytest.raises(FileNotFoundError, match="no UNet there"):
+        Trainer(tiny_config("dpo", "tiny-sd15", f"data.source={pairs}", f"model.init_unet={tmp_path}"),
+                tmp_path / "missing", show_progress=False)

@@ -1,6 +1,12 @@
-"""Diagnostic behind results/toy/README.md: size of the inverted target and the toy model's error on it, by t, for the
-first 64 winners of the toy pairs (policy = the base model): 5- and 10-step ReNoise inversion (methods/inversion.py,
-the authors' grids) against forward noising. Run from the repository root:
+"""Diagnostic behind results/toy/README.md, on the first 64 winners of the toy pairs (policy = the base model):
+
+1. by t, the toy model's error on the inverted target for 5- and 10-step ReNoise inversion (methods/inversion.py, the
+   authors' grids), with the authors' end of the inversion (``end="grid"``: x_t at the grid point above t) and with
+   ``end="t"`` (x_t at t), against forward noising;
+2. how Gaussian the inverted latents are: per-sample std, mean |channel mean| and lag-1 horizontal autocorrelation of
+   the spatially centred latent, for DDIM and ReNoise inversion (``end="t"``) and for forward noising.
+
+Run from the repository root:
 
     python results/toy/diagnostics/inversion_error_by_t.py
 """
@@ -18,6 +24,13 @@ from methods.diffusion import forward_noise
 from methods.inversion import invert
 
 TIMESTEPS = (10, 100, 190, 210, 300, 500, 700, 900)
+STAT_TIMESTEPS = (300, 600, 999)
+
+
+def stats(z: torch.Tensor) -> str:
+    r = z - z.mean(dim=(2, 3), keepdim=True)
+    ac = (r[..., 1:] * r[..., :-1]).mean() / r.pow(2).mean()
+    return f"{z.std():.2f} / {z.mean(dim=(2, 3)).abs().mean():.2f} / {ac:.2f}"
 
 
 def main() -> None:
@@ -35,18 +48,33 @@ def main() -> None:
         return comps.unet(x, t, **c.unet_kwargs()).sample
 
     gen = torch.Generator().manual_seed(0)
-    print("| t | target RMS (5-step ReNoise) | error, 5-step ReNoise | error, 10-step ReNoise | error, forward noise |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| t | target RMS (5-step ReNoise) | error, 5-step ReNoise | 5-step, end=t | error, 10-step ReNoise "
+          "| 10-step, end=t | error, forward noise |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for value in TIMESTEPS:
         t = torch.full((len(x0),), value)
         with torch.no_grad():
             row = []
             for steps in (5, 10):
-                z, target = invert(x0, t, cond, unet, acp, steps, mode="renoise")
-                row.append((target.pow(2).mean().sqrt().item(), (unet(z, t, cond) - target).pow(2).mean().item()))
+                for end in ("grid", "t"):
+                    z, target = invert(x0, t, cond, unet, acp, steps, mode="renoise", end=end)
+                    row.append((target.pow(2).mean().sqrt().item(), (unet(z, t, cond) - target).pow(2).mean().item()))
             x_t, target = forward_noise(x0, t, torch.randn(x0.shape, generator=gen), acp)
             forward = (unet(x_t, t, cond) - target).pow(2).mean().item()
-        print(f"| {value} | {row[0][0]:.2f} | {row[0][1]:.3f} | {row[1][1]:.3f} | {forward:.3f} |", flush=True)
+        print(f"| {value} | {row[0][0]:.2f} | {row[0][1]:.3f} | {row[1][1]:.3f} | {row[2][1]:.3f} | {row[3][1]:.3f} "
+              f"| {forward:.3f} |", flush=True)
+
+    print()
+    print("| t | grid | DDIM inversion: std / abs channel mean / autocorrelation | ReNoise inversion | forward noise |")
+    print("|---:|---:|---|---|---|")
+    for value in STAT_TIMESTEPS:
+        t = torch.full((len(x0),), value)
+        for steps in (5, 10, 50):
+            with torch.no_grad():
+                z_ddim, _ = invert(x0, t, cond, unet, acp, steps, mode="ddim", end="t")
+                z_re, _ = invert(x0, t, cond, unet, acp, steps, mode="renoise", end="t")
+                x_t, _ = forward_noise(x0, t, torch.randn(x0.shape, generator=gen), acp)
+            print(f"| {value} | {steps} | {stats(z_ddim)} | {stats(z_re)} | {stats(x_t)} |", flush=True)
 
 
 if __name__ == "__main__":
