@@ -4,7 +4,9 @@
    authors' grids), with the authors' end of the inversion (``end="grid"``: x_t at the grid point above t) and with
    ``end="t"`` (x_t at t), against forward noising;
 2. how Gaussian the inverted latents are: per-sample std, mean |channel mean| and lag-1 horizontal autocorrelation of
-   the spatially centred latent, for DDIM and ReNoise inversion (``end="t"``) and for forward noising.
+   the spatially centred latent, for DDIM and ReNoise inversion (``end="t"``) and for forward noising;
+3. the same statistics at t = 999 for fresh samples of the 64 captions (DDIM 20 steps, latents taken before the VAE),
+   unguided (cfg 1) and at the evaluation's guidance (cfg 4), against the Gaussian noise they started from.
 
 Run from the repository root:
 
@@ -18,6 +20,7 @@ import torch
 from PIL import Image
 
 import bench  # noqa: F401  (torchvision compat before transformers)
+from bench.evaluate import load_pipeline
 from bench.models import encode_text, load_components, make_cond
 from bench.toy import PAIRS_FILE
 from methods.diffusion import forward_noise
@@ -75,6 +78,22 @@ def main() -> None:
                 z_re, _ = invert(x0, t, cond, unet, acp, steps, mode="renoise", end="t")
                 x_t, _ = forward_noise(x0, t, torch.randn(x0.shape, generator=gen), acp)
             print(f"| {value} | {steps} | {stats(z_ddim)} | {stats(z_re)} | {stats(x_t)} |", flush=True)
+
+    print()
+    print("| fresh samples | grid | DDIM inversion to t = 999: std / abs channel mean / autocorrelation |")
+    print("|---|---:|---|")
+    pipe = load_pipeline("toy", device="cpu", dtype=torch.float32)
+    seeds = range(len(x0))
+    noise = torch.stack([torch.randn(x0.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
+    print(f"| N(0, I), for reference | - | {stats(noise)} |")
+    t = torch.full((len(x0),), 999)
+    for scale in (1.0, 4.0):
+        with torch.no_grad():
+            lat = pipe(list(df.caption), num_inference_steps=20, guidance_scale=scale, height=32, width=32,
+                       generator=[torch.Generator().manual_seed(s) for s in seeds], output_type="latent").images
+            for steps in (20, 50):
+                z, _ = invert(lat, t, cond, unet, acp, steps, mode="ddim", end="t")
+                print(f"| cfg {scale:g} | {steps} | {stats(z)} |", flush=True)
 
 
 if __name__ == "__main__":
