@@ -271,7 +271,6 @@ def _as_array(image: Image.Image | np.ndarray) -> np.ndarray:
         image = image.convert("RGB")
         if image.size != (SIZE, SIZE):
             image = image.resize((SIZE, SIZE), Image.BOX)
-        return np.asarray(image, dtype=np.float64)
     return np.asarray(image, dtype=np.float64)
 
 

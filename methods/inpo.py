@@ -28,7 +28,7 @@ import torch
 
 from methods.base import Method, PairBatch, StepContext
 from methods.diffusion import per_sample_error
-from methods.inversion import ENDS, invert_pairs
+from methods.inversion import check_end, invert_pairs
 from methods.losses import dpo_margin, sigmoid_loss
 
 
@@ -52,8 +52,7 @@ class InPO(Method):
 
     def __init__(self, config: "InPO.Config | None" = None):
         super().__init__(config)
-        if self.config.inversion_end not in ENDS:
-            raise ValueError(f"unknown inpo inversion_end {self.config.inversion_end!r}; use one of {ENDS}")
+        check_end(self.config.inversion_end)
 
     def loss(self, batch: PairBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c, n = self.config, len(batch)

@@ -45,6 +45,13 @@ MODES = ("ddim", "renoise")
 ENDS = ("grid", "t")
 
 
+def check_end(end: str) -> str:
+    """``end`` if it is one of :data:`ENDS` (the methods call this at construction, ``invert`` at every call)."""
+    if end not in ENDS:
+        raise ValueError(f"unknown inversion end {end!r} (method.inversion_end); use one of {ENDS}")
+    return end
+
+
 def inversion_grid(n_steps: int, T: int = 1000) -> list[int]:
     """The diffusers-0.20 DDIMInverseScheduler grid ("leading", steps_offset 1), ascending, e.g. n=5:
     [-199, 1, 201, 401, 601]."""
@@ -83,8 +90,7 @@ def invert(x0: Tensor, t: Tensor, cond: Cond, unet: UNetFn, alphas_cumprod: Tens
     """
     if mode not in MODES:
         raise ValueError(f"unknown inversion mode {mode!r}; use one of {MODES}")
-    if end not in ENDS:
-        raise ValueError(f"unknown inversion end {end!r}; use one of {ENDS}")
+    check_end(end)
     if eta and noise is None:
         raise ValueError("eta > 0 needs a noise callable (noise(stream) -> tensor of x0's shape)")
     if t.shape != (x0.shape[0],):

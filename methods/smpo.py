@@ -39,7 +39,7 @@ import torch
 
 from methods.base import Method, PairBatch, StepContext
 from methods.diffusion import noise_pair, per_sample_error
-from methods.inversion import ENDS, invert_pairs
+from methods.inversion import check_end, invert_pairs
 from methods.losses import sigmoid_loss, smpo_margin
 
 INVERSIONS = ("none", "ddim", "renoise")
@@ -83,8 +83,7 @@ class SmPO(Method):
         super().__init__(config)
         if self.config.inversion not in INVERSIONS:
             raise ValueError(f"unknown smpo inversion {self.config.inversion!r}; use one of {INVERSIONS}")
-        if self.config.inversion_end not in ENDS:
-            raise ValueError(f"unknown smpo inversion_end {self.config.inversion_end!r}; use one of {ENDS}")
+        check_end(self.config.inversion_end)
 
     def loss(self, batch: PairBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c, n = self.config, len(batch)
