@@ -1,18 +1,21 @@
 """``bench eval``: build a pipeline (base model, or base + a run's trained weights), generate with fixed seeds, score,
 and write ``eval/<prompt set>/`` (scores.parquet, summary.json, images/) into a run directory.
 
-A base model is evaluated into ``<output_dir>/base-<model>-<spec key>/`` once; every later comparison with the same
-prompts and generation spec reuses it (images and scores are cached).
+A base model is evaluated into ``<output_dir>/base-<model>-<key>/`` once, the key hashing the generation spec, the
+VAE and the base model's weight files (:func:`bench.models.weights_fingerprint`); every later comparison with the
+same prompts, spec and weights reuses it (images and scores are cached), and rebuilt or updated weights get a new
+folder instead of a stale baseline.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 
 import torch
 
-from bench.models import checked_architecture, resolve_model
+from bench.models import checked_architecture, resolve_model, weights_fingerprint
 from evaluators.harness import GenerationSpec, ScoreCache
 from evaluators.scorers.registry import load_scorer
 from evaluators.harness import evaluate as harness_evaluate
@@ -22,8 +25,9 @@ SAMPLERS = {"ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler", "eu
 
 
 def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim",
-                  device: str | torch.device | None = None, dtype: torch.dtype | None = None):
-    """A diffusers pipeline for ``model``, with the trained UNet (or LoRA) of ``run_dir`` when given."""
+                  device: str | torch.device | None = None, dtype: torch.dtype | None = None, vae: str | None = None):
+    """A diffusers pipeline for ``model`` (with the VAE ``vae`` when given), or for the trained UNet (or LoRA) of
+    ``run_dir`` on its base model and VAE (from the run's run.json)."""
     import diffusers
     from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 
@@ -31,7 +35,6 @@ def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim"
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
     device = torch.device(device or default_device())
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
-    vae = None
     if run_dir is not None:
         run = json.loads((Path(run_dir) / "run.json").read_text())
         model, vae = run.get("model_path") or run["model"], run.get("vae")
@@ -77,16 +80,20 @@ def spec_from(e, resolution: int) -> GenerationSpec:
                           seed=e.seed, images_per_prompt=e.images_per_prompt)
 
 
-def base_run_dir(output_dir: Path, model: str, spec: GenerationSpec) -> Path:
-    return Path(output_dir) / f"base-{Path(model).name}-{spec.key()}"
+def base_run_dir(output_dir: Path, model: str, spec: GenerationSpec, vae: str | None = None) -> Path:
+    """Where the base model ``model`` (with the VAE ``vae``) is evaluated under ``spec``."""
+    _, path, _, _ = resolve_model(model)
+    key = f"{spec.key()}|{path}|vae={vae or 'own'}|{weights_fingerprint(path)}"
+    return Path(output_dir) / f"base-{Path(model).name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: GenerationSpec, model: str | None = None,
              run_dir: Path | None = None, scorers: dict | None = None, scorer_sources: dict | None = None,
-             batch_size: int = 8, cache_path: Path | None = None, progress: bool = True) -> Path:
+             batch_size: int = 8, cache_path: Path | None = None, progress: bool = True,
+             vae: str | None = None) -> Path:
     """Generate + score ``prompt_set`` with ``spec`` into ``out_run_dir/eval/<set>/``; returns that folder.
 
-    ``model`` alone evaluates a base model; ``run_dir`` evaluates that run's trained weights (on its base model).
+    ``model`` alone evaluates a base model (with the VAE ``vae`` when given); ``run_dir`` evaluates that run's trained weights (on its base model).
     ``scorers`` may pass already-loaded scorers (kept resident across evaluations); otherwise they are loaded from
     the registry (``scorer_sources`` maps a metric to a local path or hub id of its weights).
     """
@@ -96,9 +103,9 @@ def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: Generation
         name, path, _, _ = resolve_model(model or "")
         (out_run_dir / "run.json").write_text(json.dumps({
             "schema_version": 1, "name": out_run_dir.name, "kind": "eval", "method": None, "model": name,
-            "model_path": path, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+            "model_path": path, "vae": vae, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
             indent=2))
-    pipe = load_pipeline(model or "", run_dir=run_dir, sampler=spec.sampler)
+    pipe = load_pipeline(model or "", run_dir=run_dir, sampler=spec.sampler, vae=vae)
     if scorers is None:
         scorers = {m: load_scorer(m, (scorer_sources or {}).get(m), device=default_device()) for m in metrics}
     cache = ScoreCache(cache_path or (out_run_dir.parent / ".score-cache.sqlite"))

@@ -302,7 +302,7 @@ def load_components(name: str, vae: str | None = None, device: str | torch.devic
         m.to(device)
     for m in [vae_model, *encoders]:
         m.requires_grad_(False).eval()
-    identity = f"{path}|vae={vae or 'own'}|{_weights_fingerprint(path)}"
+    identity = f"{path}|vae={vae or 'own'}|{weights_fingerprint(path)}"
     return Components(name, path, family, preset_family, resolution or native_res, unet, vae_model, encoders,
                       tokenizers, scheduler, identity)
 
@@ -347,7 +347,7 @@ def _arch_family(path: str) -> str:
     return "sdxl" if index.is_file() and "text_encoder_2" in json.loads(index.read_text()) else "sd15"
 
 
-def _weights_fingerprint(path: str) -> str:
+def weights_fingerprint(path: str) -> str:
     """Size+mtime of the local weight files (cheap); hub ids are identified by their resolved snapshot."""
     p = Path(path)
     if not p.exists():

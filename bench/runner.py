@@ -56,11 +56,11 @@ def evaluate_and_compare(run_dir: Path, cfg: RunConfig, scorers: dict | None = N
     spec = spec_from(e, cfg.model.resolution or resolve_model(cfg.model.name)[3])
     scorers = scorers if scorers is not None else load_eval_scorers(cfg)  # loaded once, used for both
     metrics = list(scorers)
-    base = base_run_dir(Path(cfg.output_dir), cfg.model.name, spec)
+    base = base_run_dir(Path(cfg.output_dir), cfg.model.name, spec, cfg.model.vae)
     echo(f"evaluating on {prompt_set.name} ({len(prompt_set.prompts)} prompts x {e.images_per_prompt}), "
          f"{spec.sampler} {spec.steps} steps, cfg {spec.cfg}, metrics {', '.join(metrics)}")
     evaluate(base, prompt_set, metrics, spec, model=cfg.model.name, scorers=scorers, batch_size=e.batch_size,
-             progress=not quiet)
+             progress=not quiet, vae=cfg.model.vae)
     evaluate(run_dir, prompt_set, metrics, spec, run_dir=run_dir, scorers=scorers, batch_size=e.batch_size,
              progress=not quiet)
     table = render(results_table([base, run_dir], prompt_set=prompt_set.name), "md")
@@ -109,7 +109,7 @@ def reproduce(model: str, output_dir: Path, overrides: list[str], only: list[str
         else:
             from bench.evaluate import base_run_dir, spec_from
             base = base_run_dir(output_dir, cfg.model.name,
-                                spec_from(cfg.eval, cfg.model.resolution or resolve_model(model)[3]))
+                                spec_from(cfg.eval, cfg.model.resolution or resolve_model(model)[3]), cfg.model.vae)
         seconds[name] = time.perf_counter() - start
         runs.append(run_dir)
     report = output_dir / "report"

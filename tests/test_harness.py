@@ -62,3 +62,22 @@ def test_same_seeds_same_images_across_runs(tmp_path):
                  scorers={"m": MeanRed()})
     sa, sb = pd.read_parquet(a / "scores.parquet"), pd.read_parquet(b / "scores.parquet")
     assert sa.image_sha256.tolist() == sb.image_sha256.tolist()
+
+
+def test_base_run_dir_follows_weights_and_vae(tmp_path):
+    """A rebuilt or updated base model, or another VAE, never reuses a stale base-model evaluation."""
+    import shutil
+
+    from bench.models import resolve_model
+
+    model = tmp_path / "model"
+    shutil.copytree(resolve_model("tiny-sd15")[1], model)
+    spec = GenerationSpec(steps=2, cfg=3.0, resolution=32, seed=7)
+    first = base_run_dir(tmp_path / "runs", str(model), spec)
+    assert first == base_run_dir(tmp_path / "runs", str(model), spec)  # stable while nothing changes
+    assert first.name.startswith("base-model-")
+    assert base_run_dir(tmp_path / "runs", str(model), spec, vae="some/vae") != first
+    assert base_run_dir(tmp_path / "runs", str(model), GenerationSpec(steps=3, cfg=3.0, resolution=32, seed=7)) != first
+    weights = next(model.glob("unet/*.safetensors"))
+    weights.write_bytes(weights.read_bytes() + b"\0")  # new weights (as after `bench toy build`)
+    assert base_run_dir(tmp_path / "runs", str(model), spec) != first

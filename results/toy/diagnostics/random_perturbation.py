@@ -7,7 +7,7 @@ against the base model with the harness as any run:
     python results/toy/diagnostics/random_perturbation.py RUN_DIR OUT_DIR [--seed 0]
     bench eval --checkpoint OUT_DIR --prompts toy --images-per-prompt 4 --steps 20 --cfg 4 --resolution 32 \
         --batch-size 128 --quiet
-    bench table OUT_DIR --baseline runs/base-toy-<spec>
+    bench table OUT_DIR --baseline runs/base-toy-<key>
 
 If a random change of the size SmPO makes costs about as much as SmPO's change, SmPO's update carries little
 preference signal at that size (the toy score falls under any undirected perturbation).
