@@ -93,7 +93,8 @@ def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: Generation
              vae: str | None = None) -> Path:
     """Generate + score ``prompt_set`` with ``spec`` into ``out_run_dir/eval/<set>/``; returns that folder.
 
-    ``model`` alone evaluates a base model (with the VAE ``vae`` when given); ``run_dir`` evaluates that run's trained weights (on its base model).
+    ``model`` alone evaluates a base model (with the VAE ``vae`` when given); ``run_dir`` evaluates that run's
+    trained weights (on its base model and VAE).
     ``scorers`` may pass already-loaded scorers (kept resident across evaluations); otherwise they are loaded from
     the registry (``scorer_sources`` maps a metric to a local path or hub id of its weights).
     """
@@ -103,8 +104,8 @@ def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: Generation
         name, path, _, _ = resolve_model(model or "")
         (out_run_dir / "run.json").write_text(json.dumps({
             "schema_version": 1, "name": out_run_dir.name, "kind": "eval", "method": None, "model": name,
-            "model_path": path, "vae": vae, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
-            indent=2))
+            "model_path": path, "vae": vae,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, indent=2))
     pipe = load_pipeline(model or "", run_dir=run_dir, sampler=spec.sampler, vae=vae)
     if scorers is None:
         scorers = {m: load_scorer(m, (scorer_sources or {}).get(m), device=default_device()) for m in metrics}
