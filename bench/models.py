@@ -348,14 +348,15 @@ def _arch_family(path: str) -> str:
 
 
 def weights_fingerprint(path: str) -> str:
-    """Size+mtime of the local weight files (cheap); hub ids are identified by their resolved snapshot."""
+    """Size+mtime of the local weight files, safetensors or .bin as ``load_components`` accepts both (cheap); hub ids
+    are identified by their resolved snapshot."""
     p = Path(path)
     if not p.exists():
         from huggingface_hub import try_to_load_from_cache
         f = try_to_load_from_cache(path, "unet/config.json")
         return Path(f).parent.parent.name if isinstance(f, str) else "unknown-snapshot"
     parts = []
-    for f in sorted(p.glob("*/*.safetensors")):
+    for f in sorted([*p.glob("*/*.safetensors"), *p.glob("*/*.bin")]):
         st = f.stat()
         parts.append(f"{f.relative_to(p)}:{st.st_size}:{int(st.st_mtime)}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

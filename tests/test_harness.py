@@ -80,4 +80,7 @@ def test_base_run_dir_follows_weights_and_vae(tmp_path):
     assert base_run_dir(tmp_path / "runs", str(model), GenerationSpec(steps=3, cfg=3.0, resolution=32, seed=7)) != first
     weights = next(model.glob("unet/*.safetensors"))
     weights.write_bytes(weights.read_bytes() + b"\0")  # new weights (as after `bench toy build`)
-    assert base_run_dir(tmp_path / "runs", str(model), spec) != first
+    second = base_run_dir(tmp_path / "runs", str(model), spec)
+    assert second != first
+    (model / "vae" / "diffusion_pytorch_model.bin").write_bytes(b"\0")  # .bin weights count too
+    assert base_run_dir(tmp_path / "runs", str(model), spec) not in (first, second)
