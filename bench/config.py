@@ -88,6 +88,11 @@ class TrainConfig:
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     max_grad_norm: float = 1.0
+    #: offset noise (Guttenberg 2023; diffusers' --noise_offset): every forward-diffusion eps gets noise_offset x
+    #: N(0, 1) per sample and latent channel added, constant over the image. Match the base model's own training:
+    #: 0 for SD1.5 / SDXL as the authors fine-tune them, 0.25 for the toy base model (its toy family preset). A
+    #: fine-tune with other noise than its base model's training degrades samples even on clean data
+    noise_offset: float = 0.0
     mixed_precision: str = "no"  # no | fp16 | bf16
     seed: int = 0
     #: "auto" (LoRA runs: adapters disabled; full fine-tunes: a separate frozen copy), "copy" or "lora-disabled"

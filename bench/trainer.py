@@ -80,6 +80,12 @@ class Context:
     def randn(self, slots: torch.Tensor, shape: tuple[int, ...], stream: str) -> torch.Tensor:
         return rng.randn(self.tr.seed, self.step, slots.tolist(), tuple(shape), stream).to(self.device)
 
+    def noise(self, slots: torch.Tensor, shape: tuple[int, ...], stream: str = "noise") -> torch.Tensor:
+        eps = self.randn(slots, shape, stream)
+        if self.tr.cfg.train.noise_offset:
+            eps = eps + self.tr.cfg.train.noise_offset * self.randn(slots, (shape[0], 1, 1), f"{stream}/offset")
+        return eps
+
     def balance(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.tr.timestep_strategy.balance(z, t)
 

@@ -109,6 +109,11 @@ class StepContext(Protocol):
     def randn(self, slots: Tensor, shape: tuple[int, ...], stream: str) -> Tensor:
         """Standard normal noise of ``(len(slots), *shape)``, one derived generator per slot and stream."""
 
+    def noise(self, slots: Tensor, shape: tuple[int, ...], stream: str = "noise") -> Tensor:
+        """The forward-diffusion noise eps of ``(len(slots), C, h, w)`` latents: ``randn(stream)``, plus
+        ``train.noise_offset`` x ``randn(stream + "/offset")`` of shape (C, 1, 1) when that is set (offset noise: the
+        noise the base model was trained with; exactly ``randn(stream)`` when it is 0)."""
+
     def balance(self, z: Tensor, t: Tensor) -> Tensor:
         """Timestep add-on hook for implicit-reward margins: identity unless timestep-aware training is on."""
 

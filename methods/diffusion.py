@@ -69,6 +69,6 @@ def epsilon_target(x_t: Tensor, x0: Tensor, t: Tensor, alphas_cumprod: Tensor) -
 def noise_pair(batch: "PairBatch", t: Tensor, ctx: "StepContext") -> tuple[Tensor, Tensor]:
     """DPO-family forward noising of a pair batch: ONE eps per pair (stream "noise"), shared by winner and loser with
     the given per-pair t. Returns (x_t, target) stacked as [winners; losers]."""
-    eps = ctx.randn(batch.slots, tuple(batch.x0_w.shape[1:]), stream="noise")
+    eps = ctx.noise(batch.slots, tuple(batch.x0_w.shape[1:]))
     return forward_noise(torch.cat([batch.x0_w, batch.x0_l]), torch.cat([t, t]), torch.cat([eps, eps]),
                          ctx.alphas_cumprod)

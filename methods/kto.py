@@ -47,7 +47,7 @@ class KTO(Method):
     def loss(self, batch: ImageBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         t = ctx.timesteps(batch.slots)
-        eps = ctx.randn(batch.slots, tuple(batch.x0.shape[1:]), stream="noise")
+        eps = ctx.noise(batch.slots, tuple(batch.x0.shape[1:]))
         x_t, target = forward_noise(batch.x0, t, eps, ctx.alphas_cumprod)
 
         err = per_sample_error(ctx.policy(x_t, t, batch.cond), target)

@@ -33,7 +33,7 @@ class SFT(Method):
 
     def loss(self, batch: PairBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         t = ctx.timesteps(batch.slots)
-        eps = ctx.randn(batch.slots, tuple(batch.x0_w.shape[1:]), stream="noise")
+        eps = ctx.noise(batch.slots, tuple(batch.x0_w.shape[1:]))
         x_t, target = forward_noise(batch.x0_w, t, eps, ctx.alphas_cumprod)
         err = per_sample_error(ctx.policy(x_t, t, batch.cond), target)
         return err.mean(), {"err_w": err.detach()}

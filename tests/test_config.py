@@ -72,6 +72,15 @@ def test_every_preset_parses():
         assert all(preset_path(family, m).is_file() for m in METHODS.names()), family
 
 
+def test_toy_fine_tunes_with_the_toy_base_models_training_noise():
+    """The toy family preset's noise_offset is the toy base model's own training offset noise."""
+    from bench.toy.basemodel import BaseModelConfig
+
+    cfg, _ = resolve("dpo", "toy", "toy", DPO, None, [])
+    assert cfg.train.noise_offset == BaseModelConfig().offset_noise > 0
+    assert resolve("dpo", "sd15", "sd15", DPO, None, [])[0].train.noise_offset == 0.0
+
+
 def test_ablation_rows_reduce_to_their_definition():
     smpo = get_method("smpo")
     rows = {}

@@ -23,6 +23,9 @@ class ScriptedContext:
         self.eps = torch.randn(len(slots), *shape, generator=torch.Generator().manual_seed(0))
         return self.eps
 
+    def noise(self, slots, shape, stream="noise"):
+        return self.randn(slots, shape, stream)
+
     def _pred(self, offsets):
         eps2 = torch.cat([self.eps, self.eps])
         return eps2 + offsets.view(-1, 1, 1, 1)

@@ -67,6 +67,9 @@ class FakeContext:
         self.calls[f"randn:{stream}"] += 1
         return torch.stack([torch.randn(shape, generator=self._gen(s, stream)) for s in slots.tolist()])
 
+    def noise(self, slots: torch.Tensor, shape: tuple[int, ...], stream: str = "noise") -> torch.Tensor:
+        return self.randn(slots, shape, stream)  # train.noise_offset 0
+
     def policy(self, x, t, cond):
         self.calls["policy"] += x.shape[0]
         return self.pol(x, t, cond).float()

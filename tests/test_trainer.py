@@ -103,6 +103,24 @@ def test_gradient_step_lowers_winner_relative_error(tmp_path):
     assert margin().mean() < 0
 
 
+def test_noise_offset_adds_a_per_channel_constant(tmp_path):
+    """ctx.noise = randn("noise") + noise_offset x randn("noise/offset") of shape (C, 1, 1), by hand; with
+    noise_offset 0 it is randn("noise") exactly (so DPO's and SFT's draws are unchanged)."""
+    from bench.trainer import Context
+
+    slots = torch.tensor([0, 3])
+    plain = Context(Trainer(tiny_config("sft", "tiny-sd15"), tmp_path / "a", show_progress=False), 2)
+    shape = (4, 8, 8)
+    eps = plain.randn(slots, shape, "noise")
+    assert torch.equal(plain.noise(slots, shape), eps)
+    offset = Context(Trainer(tiny_config("sft", "tiny-sd15", "train.noise_offset=0.25"), tmp_path / "b",
+                             show_progress=False), 2)
+    shift = offset.randn(slots, (4, 1, 1), "noise/offset")
+    got = offset.noise(slots, shape)
+    assert torch.allclose(got, eps + 0.25 * shift)
+    assert torch.allclose((got - eps).std(dim=(2, 3)), torch.zeros(2, 4), atol=1e-6)  # constant over the image
+
+
 def test_resume_is_bit_identical(tmp_path, pairs):
     """4 steps straight == 2 steps, stop, resume, 2 more steps: identical weights, bit for bit (CPU)."""
     common = [f"data.source={pairs}", "checkpoint_every=2", "train.batch_size=2", "grad_accum=2"]
