@@ -330,6 +330,8 @@ def validate(cfg: RunConfig) -> None:
     for key, value in {"train.steps": t.steps, "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum}.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
+    if t.noise_offset < 0:
+        raise ConfigError(f"train.noise_offset must be >= 0 (the std of the per-channel offset), got {t.noise_offset}")
     if not 0.0 <= cfg.data.caption_dropout <= 1.0:
         raise ConfigError(f"data.caption_dropout must be in [0, 1], got {cfg.data.caption_dropout}")
     if t.reference == "lora-disabled" and cfg.model.lora_rank <= 0:

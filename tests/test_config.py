@@ -36,6 +36,8 @@ def test_bad_values_are_named():
         resolve("dpo", "tiny-sd15", None, DPO, None, ["steps=ten"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         resolve("dpo", "tiny-sd15", None, DPO, None, ["steps"])
+    with pytest.raises(ConfigError, match=r"train.noise_offset must be >= 0"):
+        resolve("dpo", "tiny-sd15", None, DPO, None, ["noise_offset=-0.1"])
     with pytest.raises(ConfigError, match="lora-disabled needs a LoRA run"):
         resolve("dpo", "tiny-sd15", None, DPO, None, ["train.reference=lora-disabled"])
 
