@@ -2,7 +2,7 @@
 and write ``eval/<prompt set>/`` (scores.parquet, summary.json, images/) into a run directory.
 
 A base model is evaluated into ``<output_dir>/base-<model>-<key>/`` once, the key hashing the generation spec, the
-VAE and the base model's weight files (:func:`bench.models.weights_fingerprint`); every later comparison with the
+VAE and the base model's weight files (:func:`bench.models.model_identity`); every later comparison with the
 same prompts, spec and weights reuses it (images and scores are cached), and rebuilt or updated weights get a new
 folder instead of a stale baseline.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench.models import checked_architecture, resolve_model, weights_fingerprint
+from bench.models import checked_architecture, model_identity, resolve_model
 from evaluators.harness import GenerationSpec, ScoreCache
 from evaluators.scorers.registry import load_scorer
 from evaluators.harness import evaluate as harness_evaluate
@@ -82,8 +82,7 @@ def spec_from(e, resolution: int) -> GenerationSpec:
 
 def base_run_dir(output_dir: Path, model: str, spec: GenerationSpec, vae: str | None = None) -> Path:
     """Where the base model ``model`` (with the VAE ``vae``) is evaluated under ``spec``."""
-    _, path, _, _ = resolve_model(model)
-    key = f"{spec.key()}|{path}|vae={vae or 'own'}|{weights_fingerprint(path)}"
+    key = f"{spec.key()}|{model_identity(resolve_model(model)[1], vae)}"
     return Path(output_dir) / f"base-{Path(model).name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 

@@ -302,7 +302,7 @@ def load_components(name: str, vae: str | None = None, device: str | torch.devic
         m.to(device)
     for m in [vae_model, *encoders]:
         m.requires_grad_(False).eval()
-    identity = f"{path}|vae={vae or 'own'}|{weights_fingerprint(path)}"
+    identity = model_identity(path, vae)
     return Components(name, path, family, preset_family, resolution or native_res, unet, vae_model, encoders,
                       tokenizers, scheduler, identity)
 
@@ -345,6 +345,12 @@ def checked_architecture(name: str, path: str, preset_family: str) -> str:
 def _arch_family(path: str) -> str:
     index = Path(path) / "model_index.json"
     return "sdxl" if index.is_file() and "text_encoder_2" in json.loads(index.read_text()) else "sd15"
+
+
+def model_identity(path: str, vae: str | None = None) -> str:
+    """A stable string for the weights a model path (with the VAE ``vae``) loads: cache keys of latents and of
+    base-model evaluations."""
+    return f"{path}|vae={vae or 'own'}|{weights_fingerprint(path)}"
 
 
 def weights_fingerprint(path: str) -> str:

@@ -20,23 +20,20 @@ def main() -> None:
     from bench.toy import PAIRS_FILE
     from bench.toy.preferences import png_bytes
     from bench.toy.world import draw, parse_prompt, sample_scene
-    from evaluators.toy import PICKSCORE_HI, PICKSCORE_LO, Panel, features
+    from evaluators.toy import ToyPickScore
 
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
     df = pd.read_parquet(PAIRS_FILE)
     df = df[df.label_0 != 0.5].reset_index(drop=True)
     rng = np.random.default_rng(123)
-    panel = Panel.default()
-    winners, losers, rewards = [], [], ([], [])
+    winners, losers = [], []
     for row in df.itertuples():
-        loser = row.jpg_1 if row.label_0 == 1.0 else row.jpg_0
-        winner = png_bytes(draw(sample_scene(parse_prompt(row.caption), rng, 0.0)))
-        winners.append(winner)
-        losers.append(loser)
-        for k, b in enumerate((winner, loser)):
-            f = features(Image.open(io.BytesIO(b)).convert("RGB"), row.caption)
-            rewards[k].append(PICKSCORE_LO + (PICKSCORE_HI - PICKSCORE_LO) * float(panel.utility(f)))
+        losers.append(row.jpg_1 if row.label_0 == 1.0 else row.jpg_0)
+        winners.append(png_bytes(draw(sample_scene(parse_prompt(row.caption), rng, 0.0))))
+    scorer = ToyPickScore()  # its raw score is what the shipped pairs' reward_0/reward_1 store
+    rewards = [scorer.raw_score([Image.open(io.BytesIO(b)).convert("RGB") for b in images], list(df.caption)).numpy()
+               for images in (winners, losers)]
     out = pd.DataFrame({"caption": df.caption, "jpg_0": winners, "jpg_1": losers, "label_0": 1.0, "label_1": 0.0,
                         "user_id": df.user_id, "ranking_id": df.ranking_id, "model_0": "clean render",
                         "model_1": "toy base model", "reward_0": rewards[0], "reward_1": rewards[1]})
