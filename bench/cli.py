@@ -16,9 +16,6 @@ OVERRIDES_HELP = "KEY=VALUE overrides: dotted (train.lr=1e-5, method.beta=2000) 
 DRY_RUN_NOTE = ("DRY RUN: model {model!r} is a tiny random model built from config and data {data!r} is the "
                 "suite's procedural set; this checks the pipeline end to end, its scores mean nothing. For real "
                 "runs pass --model sd15|sdxl|PATH --data yuvalkirstain/pickapic_v2 (see README).")
-TOY_NOTE = ("TOY WORLD: a 32 px base model and panel-labelled pairs shipped with bench; the scores are the toy "
-            "scorers', meaningful inside the toy world only (README 'The toy world'). The real configuration: "
-            "--model sd15|sdxl.")
 
 
 def _quiet_libraries() -> None:
@@ -89,8 +86,10 @@ def _train(method: str, model: str, data: Optional[str], config: Optional[Path],
             typer.echo(f"config ({', then '.join(sources)}):\n  " + "\n  ".join(_flat(cfg)))
             if cfg.model.name.startswith("tiny") or cfg.data.source == "embedded":
                 typer.secho(DRY_RUN_NOTE.format(model=cfg.model.name, data=cfg.data.source), fg=typer.colors.YELLOW)
-            elif cfg.model.name == "toy":
-                typer.secho(TOY_NOTE, fg=typer.colors.YELLOW)
+            else:
+                from bench.models import MODELS
+                if cfg.model.name in MODELS and MODELS.get(cfg.model.name).note:
+                    typer.secho(MODELS.get(cfg.model.name).note, fg=typer.colors.YELLOW)
         out = train(cfg, run_dir, resume=resume, show_progress=not quiet)
         if is_main:
             typer.echo(f"run directory: {out}")
@@ -136,10 +135,10 @@ def run(method: str = _METHOD, model: str = _MODEL, data: Optional[str] = _DATA,
         typer.echo("evaluation skipped: eval.enabled=false, the default for tiny dry-run models; set "
                    "eval.enabled=true eval.prompts=FILE eval.metrics=NAMES to evaluate")
         return
-    from bench.runner import evaluate_and_compare
+    from bench.worlds import world_of
 
     try:
-        evaluate_and_compare(out, cfg, quiet=quiet, echo=typer.echo)
+        world_of(cfg.model.name).evaluate(out, cfg, {}, quiet, typer.echo)
     except Exception as err:  # noqa: BLE001 - the trained run is kept; say how to finish the evaluation
         _fail(RuntimeError(f"training finished ({out}) but evaluation failed: {err}. Fix it and run "
                            f"`bench eval --checkpoint {out}`"))
@@ -193,7 +192,12 @@ def eval_(model: Optional[str] = typer.Option(None, "--model", help="a base mode
     _quiet_libraries()
     try:
         import json
+
+        from bench.worlds import DiffusersWorld, world_of
         base_model = model or json.loads((checkpoint / "run.json").read_text())["model"]
+        if not isinstance(world_of(base_model), DiffusersWorld):
+            raise ValueError(f"`bench eval` generates and scores images; {base_model!r} is not an image model. "
+                             f"`bench run --model {base_model}` evaluates it and the base model (see `bench ls models`)")
         e = EvalConfig(prompts=prompts, limit=limit, metrics=metrics, images_per_prompt=images_per_prompt,
                        sampler=sampler, steps=steps, cfg=cfg_scale, resolution=resolution, seed=seed)
         spec = spec_from(e, resolution or resolve_model(base_model)[3])
@@ -290,6 +294,12 @@ def ls(what: str = typer.Argument(..., help="methods | models | scorers | prompt
                          "Choose methods, models, scorers or prompts."))
 
 
+def _exit_with(problems: list[str], ok: str) -> None:
+    """Print the problems (or ``ok``) and exit 1 if there are any: the assets' verify and check commands."""
+    typer.echo("\n".join(problems) or ok)
+    raise typer.Exit(1 if problems else 0)
+
+
 toy_app = typer.Typer(no_args_is_help=True, help="The embedded toy world: rebuild, verify or re-check its assets.")
 app.add_typer(toy_app, name="toy")
 
@@ -311,9 +321,7 @@ def toy_verify(folder: Optional[Path] = typer.Argument(None, help="assets folder
     from bench.toy import ASSETS
     from bench.toy.build import verify
 
-    problems = verify(folder or ASSETS)
-    typer.echo("\n".join(problems) or "intact")
-    raise typer.Exit(1 if problems else 0)
+    _exit_with(verify(folder or ASSETS), "intact")
 
 
 @toy_app.command("check")
@@ -323,9 +331,39 @@ def toy_check(folder: Optional[Path] = typer.Argument(None, help="assets folder 
     from bench.toy.build import check_rebuild
 
     _quiet_libraries()
-    problems = check_rebuild(folder or ASSETS, log=typer.echo)
-    typer.echo("\n".join(problems) or "identical")
-    raise typer.Exit(1 if problems else 0)
+    _exit_with(check_rebuild(folder or ASSETS, log=typer.echo), "identical")
+
+
+exact_app = typer.Typer(no_args_is_help=True, help="The exact world: rebuild, verify or re-check its base model.")
+app.add_typer(exact_app, name="exact")
+
+
+@exact_app.command("build")
+def exact_build(out: Optional[Path] = typer.Option(None, help="output folder (default: the shipped bench/exact/assets)"),
+                seed: int = typer.Option(0)) -> None:
+    """Train the exact world's base model (deterministic, about a minute) and write model/ and manifest.json."""
+    from bench.exact import ASSETS
+    from bench.exact.build import BuildConfig, build
+
+    build(out or ASSETS, BuildConfig(seed=seed), log=typer.echo)
+
+
+@exact_app.command("verify")
+def exact_verify(folder: Optional[Path] = typer.Argument(None, help="assets folder (default: the shipped one)")) -> None:
+    """Check the exact world's assets against their manifest's sha256."""
+    from bench.exact import ASSETS
+    from bench.exact.build import verify
+
+    _exit_with(verify(folder or ASSETS), "intact")
+
+
+@exact_app.command("check")
+def exact_check(folder: Optional[Path] = typer.Argument(None, help="assets folder (default: the shipped one)")) -> None:
+    """Rebuild with the manifest's parameters in a temporary folder and compare file by file."""
+    from bench.exact import ASSETS
+    from bench.exact.build import check_rebuild
+
+    _exit_with(check_rebuild(folder or ASSETS, log=typer.echo), "identical")
 
 
 @app.command()

@@ -358,54 +358,71 @@ def slots_for(micro: int, process: int, batch_size: int, num_processes: int) -> 
     return list(range(start, start + batch_size))
 
 
-class BatchMaker:
-    """Builds PairBatch / ImageBatch for given slots: cached latents or on-the-fly VAE/text encoding."""
+class VaeLatents:
+    """The latent source of diffusers models: VAE posterior samples (cached posteriors or on-the-fly encoding) x the
+    VAE's scaling factor, and text conditioning (cached per caption or encoded on the fly)."""
 
-    def __init__(self, store: PairStore, comps: Components, cfg: DataConfig, seed: int, flip_mode: str,
-                 unpaired: bool, cache: LatentCache | None, labels: np.ndarray | None = None):
-        self.store, self.comps, self.cfg, self.seed = store, comps, cfg, seed
-        self.flip_mode, self.unpaired, self.cache, self.labels = flip_mode, unpaired, cache, labels
+    def __init__(self, store: PairStore, comps: Components, cache: LatentCache | None, seed: int):
+        self.store, self.comps, self.cache, self.seed = store, comps, cache, seed
         self.shape = latent_shape(comps)
+
+    def x0(self, step: int, slots: list[int], pairs: list[int], which: list[list[int]],
+           flips: list[tuple[bool, ...]]) -> torch.Tensor:
+        n_img, c = len(which[0]), self.shape[0]
+        if self.cache is not None:
+            post = torch.from_numpy(np.stack([
+                np.stack([self.cache.posterior[p, w, int(f)] for w, f in zip(ws, fs)])
+                for p, ws, fs in zip(pairs, which, flips)]))
+            mean, logvar = post[:, :, :c], post[:, :, c:]
+        else:
+            pix = []
+            for p, ws, fs in zip(pairs, which, flips):
+                imgs = self.store.images(p)
+                for w, f in zip(ws, fs):
+                    x = to_pixels(imgs[w], self.comps.resolution)
+                    pix.append(x.flip(-1) if f else x)
+            m, lv = vae_posterior(self.comps, torch.stack(pix))
+            mean, logvar = m.cpu().view(len(pairs), n_img, *self.shape), lv.cpu().view(len(pairs), n_img, *self.shape)
+        noise = torch.stack([rng.randn(self.seed, step, slots, self.shape, f"posterior{k}")
+                             for k in range(n_img)], 1)
+        return (mean + (0.5 * logvar).exp() * noise) * self.comps.vae_scale
+
+    def cond(self, pairs: list[int], dropped: list[bool], device: torch.device) -> Cond:
+        if self.cache is not None:
+            ids = [0 if d else int(self.cache.caption_id[p]) for p, d in zip(pairs, dropped)]
+            hidden = torch.from_numpy(self.cache.hidden[ids])
+            pooled = None if self.cache.pooled is None else torch.from_numpy(self.cache.pooled[ids])
+        else:
+            hidden, pooled = encode_text(self.comps, ["" if d else self.store.captions[p]
+                                                      for p, d in zip(pairs, dropped)])
+        return make_cond(self.comps, hidden.to(device), None if pooled is None else pooled.to(device))
+
+
+class BatchMaker:
+    """Builds PairBatch / ImageBatch for given slots. The per-slot randomness (flips, caption dropout), the pairing,
+    the labels and the batch layout are shared by every world; the world's latent source (``VaeLatents`` for
+    diffusers models) turns (pair, image, flip) into latents and captions into conditioning:
+
+        source.x0(step, slots, pairs, which, flips) -> (B, n_images, *latent shape) float32
+        source.cond(pairs, dropped, device) -> Cond          (dropped[i]: the caption is replaced by "")
+    """
+
+    def __init__(self, store, source, cfg: DataConfig, seed: int, flip_mode: str, unpaired: bool,
+                 labels: np.ndarray | None = None):
+        self.store, self.source, self.cfg, self.seed = store, source, cfg, seed
+        self.flip_mode, self.unpaired, self.labels = flip_mode, unpaired, labels
 
     def __call__(self, step: int, slots: list[int], items: list[int], device: torch.device) -> PairBatch | ImageBatch:
         n_img = 1 if self.unpaired else 2
         pairs = [i // 2 for i in items] if self.unpaired else items
         which = [[i % 2] for i in items] if self.unpaired else [[0, 1]] * len(items)
         draws = [draw_item(self.seed, step, s, n_img, self.flip_mode, self.cfg) for s in slots]
-        c = self.shape[0]
-        if self.cache is not None:
-            post = torch.from_numpy(np.stack([
-                np.stack([self.cache.posterior[p, w, int(f)] for w, f in zip(ws, d.flips)])
-                for p, ws, d in zip(pairs, which, draws)]))
-            mean, logvar = post[:, :, :c], post[:, :, c:]
-        else:
-            pix = []
-            for p, ws, d in zip(pairs, which, draws):
-                imgs = self.store.images(p)
-                for w, f in zip(ws, d.flips):
-                    x = to_pixels(imgs[w], self.comps.resolution)
-                    pix.append(x.flip(-1) if f else x)
-            m, lv = vae_posterior(self.comps, torch.stack(pix))
-            mean, logvar = m.cpu().view(len(items), n_img, *self.shape), lv.cpu().view(len(items), n_img, *self.shape)
-        noise = torch.stack([rng.randn(self.seed, step, slots, self.shape, f"posterior{k}")
-                             for k in range(n_img)], 1)
-        x0 = (mean + (0.5 * logvar).exp() * noise) * self.comps.vae_scale
-        cond = self._cond([("" if d.drop_caption else self.store.captions[p]) for p, d in zip(pairs, draws)],
-                          [(0 if d.drop_caption else int(self.cache.caption_id[p])) for p, d in zip(pairs, draws)]
-                          if self.cache is not None else None, device)
+        x0 = self.source.x0(step, slots, pairs, which, [d.flips for d in draws]).to(device)
+        cond = self.source.cond(pairs, [d.drop_caption for d in draws], device)
         slot_t = torch.tensor(slots, dtype=torch.int64, device=device)
-        x0 = x0.to(device)
         if self.unpaired:
             y = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in items], device=device)
             return ImageBatch(x0[:, 0], cond, y, slot_t)
         label = torch.ones(len(items), device=device) if self.labels is None else \
             torch.tensor(self.labels[pairs], dtype=torch.float32, device=device)
         return PairBatch(x0[:, 0], x0[:, 1], cond, label, slot_t)
-
-    def _cond(self, captions: list[str], ids: list[int] | None, device: torch.device) -> Cond:
-        if ids is not None:
-            hidden = torch.from_numpy(self.cache.hidden[ids])
-            pooled = None if self.cache.pooled is None else torch.from_numpy(self.cache.pooled[ids])
-        else:
-            hidden, pooled = encode_text(self.comps, captions)
-        return make_cond(self.comps, hidden.to(device), None if pooled is None else pooled.to(device))

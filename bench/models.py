@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from bench.exact import MODEL_DIR as EXACT_MODEL_DIR
 from bench.toy import MODEL_DIR as TOY_MODEL_DIR
 from bench_common import Registry
 from methods.base import Cond
@@ -37,6 +38,9 @@ class ModelSpec:
     vae: str | None = None  # recommended VAE replacement (not applied unless asked)
     builder: Callable[[Path], None] | None = None
     missing_hint: str | None = None  # how to get the files when a shipped local model is absent
+    world: str = "diffusers"  # the bench.worlds.World that loads, trains and evaluates it
+    marker: str = "model_index.json"  # the file whose presence means a local model is there
+    note: str | None = None  # printed when a run starts on this model (what its numbers mean)
 
 
 MODELS = Registry("model")
@@ -179,7 +183,19 @@ MODELS.register("sdxl-random", ModelSpec("sdxl-random", "built:sdxl-random", "sd
 MODELS.register("toy", ModelSpec("toy", str(TOY_MODEL_DIR), "toy", 32,
                                    "the embedded toy world's base model (shipped, 32 px; bench toy build remakes it)",
                                    missing_hint="rebuild it with `bench toy build` (about 20 minutes on 2 CPU cores) "
-                                                "or reinstall from a git checkout of bench"))
+                                                "or reinstall from a git checkout of bench",
+                                   note="TOY WORLD: a 32 px base model and panel-labelled pairs shipped with bench; the "
+                                        "scores are the toy scorers', meaningful inside the toy world only (README 'The "
+                                        "toy world'). The real configuration: --model sd15|sdxl."))
+MODELS.register("exact", ModelSpec("exact", str(EXACT_MODEL_DIR), "exact", 0,
+                                   "the exact world's base model: a 2-d denoiser whose data density and reward are "
+                                   "known in closed form (shipped; bench exact build remakes it)",
+                                   missing_hint="rebuild it with `bench exact build` (about a minute on 2 CPU cores) "
+                                                "or reinstall from a git checkout of bench",
+                                   world="exact", marker="unet/config.json",
+                                   note="EXACT WORLD: a 2-d preference world whose density and reward are known in "
+                                        "closed form; its numbers say what a method does to reward and fidelity, "
+                                        "free of images, VAEs and scorers (results/exact/README.md)."))
 MODELS.register("tiny-sd15", ModelSpec("tiny-sd15", "built:tiny-sd15", "tiny", 32,
                                         "tiny random SD1.5-shaped model built from config (dry runs, tests)",
                                         builder=lambda p: build_tiny(p, sdxl=False)))
@@ -234,7 +250,7 @@ def resolve_model(name: str) -> tuple[str, str, str, int]:
     if name in MODELS:
         spec = MODELS.get(name)
         path = str(_built_path(spec)) if spec.builder else spec.source
-        if spec.missing_hint and not (Path(path) / "model_index.json").is_file():
+        if spec.missing_hint and not (Path(path) / spec.marker).is_file():
             raise MissingWeightsError(f"model {name!r}: no model at {path}; {spec.missing_hint}.")
         return spec.name, path, spec.family, spec.resolution
     p = Path(name).expanduser()
@@ -320,11 +336,10 @@ def init_unet_folder(spec: str) -> Path:
 
 
 def load_init_unet(comps: Components, spec: str) -> None:
-    """Replace ``comps.unet`` by the UNet of ``model.init_unet`` (same architecture required, same device/dtype)."""
-    from diffusers import UNet2DConditionModel
-
+    """Replace ``comps.unet`` by the UNet (or any world's denoiser) of ``model.init_unet`` (same class and architecture
+    required, same device/dtype)."""
     folder = init_unet_folder(spec)
-    unet = UNet2DConditionModel.from_pretrained(folder, torch_dtype=comps.unet.dtype)
+    unet = type(comps.unet).from_pretrained(folder, torch_dtype=comps.unet.dtype)
     ours, theirs = ({k: v for k, v in dict(u.config).items() if not k.startswith("_")} for u in (comps.unet, unet))
     if ours != theirs:
         diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))

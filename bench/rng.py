@@ -16,16 +16,16 @@ def derive_seed(seed: int, step: int, slot: int, stream: str) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def generator(seed: int, step: int, slot: int, stream: str) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(seed, step, slot, stream))
-
-
 def randn(seed: int, step: int, slots: list[int], shape: tuple[int, ...], stream: str) -> torch.Tensor:
-    """(len(slots), *shape) float32 standard normal on the CPU, one generator per slot."""
-    return torch.stack([torch.randn(shape, generator=generator(seed, step, s, stream)) for s in slots])
+    """(len(slots), *shape) float32 standard normal on the CPU, one derived seed per slot (one Generator object,
+    re-seeded per slot: the same draws as a fresh generator per slot, without constructing one each time)."""
+    g = torch.Generator()
+    return torch.stack([torch.randn(shape, generator=g.manual_seed(derive_seed(seed, step, s, stream)))
+                        for s in slots])
 
 
 def uniform(seed: int, step: int, slots: list[int], stream: str, n: int = 1) -> torch.Tensor:
     """(len(slots), n) float64 uniforms in [0, 1)."""
-    return torch.stack([torch.rand(n, generator=generator(seed, step, s, stream), dtype=torch.float64)
-                        for s in slots])
+    g = torch.Generator()
+    return torch.stack([torch.rand(n, generator=g.manual_seed(derive_seed(seed, step, s, stream)),
+                                   dtype=torch.float64) for s in slots])

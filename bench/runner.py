@@ -76,7 +76,7 @@ def evaluate_and_compare(run_dir: Path, cfg: RunConfig, scorers: dict | None = N
 
 #: the paper-style comparison: every method with its preset, then the SmPO ablation rows (same data, seeds, scorers)
 RECIPES: list[tuple[str, str, str | None]] = [
-    ("dpo", "dpo", None), ("kto", "kto", None), ("mapo", "mapo", None), ("inpo", "inpo", None),
+    ("sft", "sft", None), ("dpo", "dpo", None), ("kto", "kto", None), ("mapo", "mapo", None), ("inpo", "inpo", None),
     ("smpo", "smpo", None), ("smpo-ablation-dpo", "smpo", "ablation/smpo-dpo"),
     ("smpo-ablation-ddim", "smpo", "ablation/smpo-ddim"), ("smpo-ablation-renoise", "smpo", "ablation/smpo-renoise"),
 ]
@@ -89,11 +89,13 @@ def reproduce(model: str, output_dir: Path, overrides: list[str], only: list[str
     import time
 
     from bench.trainer import train
-    from evaluators import plots
     from evaluators.tables import render, results_table, win_rate_table, win_rates
 
+    from bench.worlds import world_of
+
     output_dir = Path(output_dir)
-    runs, base, scorers, seconds = [], None, None, {}
+    world = world_of(model)
+    runs, base, state, seconds, cfg = [], None, {}, {}, None
     for name, method, config in RECIPES:
         if only and name not in only:
             continue
@@ -104,26 +106,24 @@ def reproduce(model: str, output_dir: Path, overrides: list[str], only: list[str
         if not done:
             echo(f"== {name} ({method}{', ' + config if config else ''})")
             train(cfg, run_dir, resume=True, show_progress=not quiet)
-            scorers = scorers if scorers is not None else load_eval_scorers(cfg)
-            _, base = evaluate_and_compare(run_dir, cfg, scorers, quiet, echo)
+            base = world.evaluate(run_dir, cfg, state, quiet, echo)
         else:
-            from bench.evaluate import base_run_dir, spec_from
-            base = base_run_dir(output_dir, cfg.model.name,
-                                spec_from(cfg.eval, cfg.model.resolution or resolve_model(model)[3]), cfg.model.vae)
+            base = world.base_dir(cfg)
         seconds[name] = time.perf_counter() - start
         runs.append(run_dir)
+    if cfg is None:
+        raise ConfigError(f"no recipe selected; choose from {', '.join(r[0] for r in RECIPES)}")
     report = output_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
-    table = render(results_table([base, *runs]), "md")
-    wins = render(win_rate_table(runs, base), "md")
-    win_rates(runs, base).to_csv(report / "win_rates.csv", index=False)
-    paths = [plots.plot_win_rates(runs, base, report / "win_rates.png"),
-             plots.plot_score_distributions([base, *runs], report / "scores.png"),
-             plots.image_grid([base, *runs], report / "grid.png")]
+    headline = world.headline_set(cfg)
+    table = render(results_table([base, *runs], prompt_set=headline), "md")
+    wins = render(win_rate_table(runs, base, prompt_set=headline), "md")
+    win_rates(runs, base, prompt_set=headline).to_csv(report / "win_rates.csv", index=False)
+    paths, extra = world.report(runs, base, report, cfg)
     wall = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in seconds.items())
     (report / "README.md").write_text(
         f"# bench reproduce on {model}\n\n{table}\n\nWin rates against the base model (paired by prompt and seed, "
-        f"ties 0.5, 95% bootstrap intervals over prompts):\n\n{wins}\n\n| run | wall minutes (this invocation) |\n"
-        f"|---|---:|\n{wall}\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in paths) + "\n")
+        f"ties 0.5, 95% bootstrap intervals over prompts):\n\n{wins}\n\n{extra}| run | wall minutes (this "
+        f"invocation) |\n|---|---:|\n{wall}\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in paths) + "\n")
     echo(table + "\n\n" + wins + f"\n\nreport: {report}/README.md")
     return report

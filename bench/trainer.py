@@ -24,9 +24,10 @@ import torch
 from bench import checkpoint, rng
 from bench.config import RunConfig, grad_accum_for, method_config
 from bench.cost import CostMeter
-from bench.data import BatchMaker, Schedule, build_cache, prepare_pairs, slots_for
-from bench.models import Components, load_components, load_init_unet
+from bench.data import BatchMaker, Schedule, slots_for
+from bench.models import Components
 from bench.rundir import write_run_files
+from bench.worlds import world_of
 from methods import get_method
 from methods.base import Cond
 from methods.reference import REFERENCE_UPDATES
@@ -138,24 +139,22 @@ class Trainer:
         self.method = self.method_cls(method_config(cfg, self.method_cls))
         self.weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[t.mixed_precision]
 
-        # --- model, data ------------------------------------------------------------------------------------
-        self.comps: Components = load_components(cfg.model.name, cfg.model.vae, self.device, torch.float32,
-                                                 cfg.model.resolution)
-        if cfg.model.init_unet:
-            load_init_unet(self.comps, cfg.model.init_unet)
+        # --- model, data (supplied by the model's world: bench.worlds) ------------------------------------------
+        self.world = world_of(cfg.model.name)
+        self.comps: Components = self.world.load(cfg, self.device)
         for m in [self.comps.vae, *self.comps.text_encoders]:
-            m.to(self.weight_dtype if self.device.type == "cuda" else torch.float32)
+            if m is not None:
+                m.to(self.weight_dtype if self.device.type == "cuda" else torch.float32)
         self.alphas_cumprod = self.comps.scheduler.alphas_cumprod.to(self.device, torch.float32)
         with acc.main_process_first(), self.cost.phase("cache"):
-            self.store = prepare_pairs(cfg.data, show_progress=show_progress and acc.is_main_process)
-            cache = build_cache(self.store, self.comps, cfg.data, show_progress=show_progress and
-                                acc.is_main_process) if cfg.data.cache else None
+            progress = show_progress and acc.is_main_process
+            self.store = self.world.pairs(cfg.data, progress)
+            source = self.world.latents(self.store, self.comps, cfg.data, self.seed, progress)
         labels = self._labels()
         unpaired = self.method_cls.data == "images"
         self.schedule = Schedule(len(self.store), self.seed, self.global_batch, unpaired,
                                  getattr(self.method.config, "desirable_fraction", 0.8))
-        self.make_batch = BatchMaker(self.store, self.comps, cfg.data, self.seed, self.method_cls.flip, unpaired,
-                                     cache, labels)
+        self.make_batch = BatchMaker(self.store, source, cfg.data, self.seed, self.method_cls.flip, unpaired, labels)
 
         # --- policy, reference, strategies -----------------------------------------------------------------
         unet = self.comps.unet
@@ -234,7 +233,8 @@ class Trainer:
 
     def describe(self) -> str:
         c, t = self.cfg, self.cfg.train
-        return (f"method {c.method} on {self.comps.name} ({self.comps.family}, {self.comps.resolution}px) | data "
+        where = self.comps.family + (f", {self.comps.resolution}px" if self.comps.resolution else "")
+        return (f"method {c.method} on {self.comps.name} ({where}) | data "
                 f"{self.store.report()} | effective batch {self.global_batch} = {t.batch_size} per device x "
                 f"{self.grad_accum} accumulation x {self.num_processes} processes | lr {self.lr:g} | "
                 f"{self.method_cls.__name__}{asdict(self.method.config)} | steps {t.steps} | precision "

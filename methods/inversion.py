@@ -37,8 +37,9 @@ from methods.diffusion import abar_at, ddim_step, ddim_variance, epsilon_target
 
 #: unet(x, t, cond) -> eps (float32); t is an int64 (B,) tensor and may hold negative grid times (e.g. -99)
 UNetFn = Callable[[Tensor, Tensor, Cond], Tensor]
-#: noise(stream) -> standard normal noise of the full batch's shape (one stream per grid step)
-NoiseFn = Callable[[str], Tensor]
+#: noise(stream, idx) -> standard normal noise for the batch rows ``idx`` (one stream per grid step); a row's noise
+#: does not depend on which other rows are drawn with it
+NoiseFn = Callable[[str, Tensor], Tensor]
 
 MODES = ("ddim", "renoise")
 #: where the last inversion step ends: "grid" (tau + k, the authors) or "t" (the sampled t)
@@ -81,8 +82,9 @@ def invert(x0: Tensor, t: Tensor, cond: Cond, unet: UNetFn, alphas_cumprod: Tens
            end: str = "grid") -> tuple[Tensor, Tensor]:
     """Invert latents ``x0`` (B, C, h, w) to their per-sample times ``t`` (B,); returns (x_t, target), float32.
 
-    ``mode``: "ddim" (InPO) or "renoise" (SmPO). ``eta`` > 0 adds eta * sqrt(DDIM variance) * noise(f"inversion{j}")
-    after grid step j (InPO: 0.1); ``noise`` must then be given and return noise of x0's shape.
+    ``mode``: "ddim" (InPO) or "renoise" (SmPO). ``eta`` > 0 adds eta * sqrt(DDIM variance) * noise(f"inversion{j}",
+    idx) after grid step j to the moving rows idx (InPO: 0.1); ``noise`` must then be given and return noise of shape
+    (len(idx), *x0.shape[1:]), row i's noise independent of the other rows drawn (so only moving rows are drawn).
     ``end``: "grid" (the authors): the last step goes to tau + k, past t (or short of it beyond the last grid point),
     so x_t carries the noise of another time than its label; "t" (our option): each step goes to min(tau + k, t_i) and
     the step from the last grid point to t_i, so x_t is at its label's noise level (same grid points, same number of
@@ -117,7 +119,7 @@ def invert(x0: Tensor, t: Tensor, cond: Cond, unet: UNetFn, alphas_cumprod: Tens
             eps2 = unet(z_new, labels, c_sub).float()
             z_new = ddim_step(z_sub, (eps + eps2) / 2, a_tau, a_next)
         if eta:
-            n = noise(f"inversion{j}")[idx].float()
+            n = noise(f"inversion{j}", idx).float()
             z_new = z_new + eta * n * ddim_variance(a_tau, a_next).sqrt().reshape(-1, *([1] * (n.ndim - 1)))
         z = z.index_copy(0, idx, z_new)
     return z, epsilon_target(z, x0, t, alphas_cumprod)
@@ -127,10 +129,12 @@ def invert_pairs(batch: PairBatch, t: Tensor, ctx: StepContext, n_steps: int, mo
                  eta: float = 0.0, end: str = "grid") -> tuple[Tensor, Tensor]:
     """x_t and targets of [winners; losers] (2B), inverted by the policy (``ctx.policy_no_grad``, train mode) with
     the pair's shared t. Eta noise is drawn per image: stream "<grid stream>/w" for winners, "/l" for losers."""
-    shape = tuple(batch.x0_w.shape[1:])
+    shape, n = tuple(batch.x0_w.shape[1:]), len(batch)
 
-    def noise(stream: str) -> Tensor:
-        return torch.cat([ctx.randn(batch.slots, shape, f"{stream}/w"), ctx.randn(batch.slots, shape, f"{stream}/l")])
+    def noise(stream: str, idx: Tensor) -> Tensor:  # idx ascends: the moving winners, then the moving losers
+        w, l = idx[idx < n], idx[idx >= n] - n
+        return torch.cat([ctx.randn(batch.slots[w.to(batch.slots.device)], shape, f"{stream}/w"),
+                          ctx.randn(batch.slots[l.to(batch.slots.device)], shape, f"{stream}/l")])
 
     x0 = torch.cat([batch.x0_w, batch.x0_l])
     return invert(x0, torch.cat([t, t]), batch.cond.repeat(2), ctx.policy_no_grad, ctx.alphas_cumprod, n_steps,

@@ -45,12 +45,14 @@ def sample_back(z: torch.Tensor, t: torch.Tensor, cond: Cond, eps_fn, n: int) ->
 
 
 def per_sample_noise(x: torch.Tensor, calls: list[str] | None = None):
-    """noise(stream) of x's shape; each row depends only on (row identity, stream), like the trainer's slots."""
-    ids = x.flatten(1)[:, 0]
+    """noise(stream, idx) for the rows idx of x; each row depends only on (row identity, stream), like the trainer's
+    slots. Without idx (the authors' loop): every row."""
+    all_ids = x.flatten(1)[:, 0]
 
-    def noise(stream: str) -> torch.Tensor:
+    def noise(stream: str, idx: torch.Tensor | None = None) -> torch.Tensor:
         if calls is not None:
             calls.append(stream)
+        ids = all_ids if idx is None else all_ids[idx]
         seeds = [zlib.crc32(f"{float(i)!r}/{stream}".encode()) for i in ids]
         rows = [torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds]
         return torch.stack(rows)
@@ -153,9 +155,9 @@ def test_eta_noise_uses_the_callable():
     n0 = torch.randn(2, 4, 2, 2, generator=torch.Generator().manual_seed(1))
     calls: list[str] = []
 
-    def noise(stream):
+    def noise(stream, idx):
         calls.append(stream)
-        return n0
+        return n0[idx]
 
     zero = lambda x, t, c: torch.zeros_like(x)  # noqa: E731
     z, _ = invert(x0, torch.tensor([1, 1]), Cond(torch.zeros(2, 1, 1)), zero, AC, 10, eta=0.1, noise=noise)
