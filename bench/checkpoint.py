@@ -19,7 +19,8 @@ def step_dir(root: Path, step: int) -> Path:
 
 
 def write(root: Path, step: int, save: Callable[[Path], None], extra: dict, keep: int) -> Path:
-    """``save(tmp)`` writes the state files; then the manifest; then an atomic rename. Keeps the newest ``keep``."""
+    """``save(tmp)`` writes the state files; then the manifest; then an atomic rename. Keeps the newest ``keep``, and
+    removes the temporary folders that killed writers left behind (gigabytes each at SDXL size)."""
     root.mkdir(parents=True, exist_ok=True)
     final = step_dir(root, step)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
@@ -38,6 +39,8 @@ def write(root: Path, step: int, save: Callable[[Path], None], extra: dict, keep
     os.replace(tmp, final)
     for old in complete(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".tmp-*"):  # left by processes killed mid-write (only the main process writes here)
+        shutil.rmtree(stale, ignore_errors=True)
     return final
 
 

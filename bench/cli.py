@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
@@ -35,6 +37,36 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _expected() -> tuple[type[BaseException], ...]:
+    """The failures a user can meet and fix (bad input, missing weights, non-finite training): one line each."""
+    from bench.config import ConfigError
+    from bench.data import DataError
+    from bench.models import MissingWeightsError
+    from bench.trainer import NonFiniteError
+    from bench_common import UnknownNameError
+    from evaluators.prompts import PromptSetError
+    from evaluators.rundir import RunDirError
+    from evaluators.scorers._weights import MissingWeightsError as ScorerWeightsError
+
+    return (ConfigError, DataError, MissingWeightsError, ScorerWeightsError, UnknownNameError, NonFiniteError,
+            RunDirError, PromptSetError)
+
+
+@contextmanager
+def _one_line_errors(cleanup: Callable[[], str] | None = None):
+    """Every expected failure prints one line naming the problem and the fix and exits 2; ``cleanup`` (removing what
+    the failed command left half-made) runs first and may add to the line. Unexpected errors keep their traceback."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as err:  # noqa: BLE001 - sorted below
+        if not isinstance(err, _expected()):
+            raise
+        extra = cleanup() if cleanup is not None else ""
+        _fail(type(err)(f"{err}{extra}") if extra else err)
+
+
 def _flat(cfg) -> list[str]:
     out = []
     for key, value in cfg.to_dict().items():
@@ -57,31 +89,58 @@ def _relaunch(num_processes: int) -> None:
     raise typer.Exit(subprocess.call(cmd))
 
 
-def _train(method: str, model: str, data: Optional[str], config: Optional[Path], overrides: list[str],
-           name: Optional[str], output_dir: Optional[Path], resume: bool, num_processes: int,
-           help_config: bool, quiet: bool):
-    """Resolve the config, train, and return (run directory, resolved config)."""
-    from bench.config import ConfigError, all_keys
-    from bench.data import DataError
-    from bench.models import MissingWeightsError
-    from bench_common import UnknownNameError
+def _help_config(method: Optional[str], model: Optional[str]) -> None:
+    """Every key with its type, its dataclass default and the value the chosen model family and method resolve to."""
+    from bench.config import all_keys, flat_dict, method_config, resolve
+    from bench.models import resolve_model
+    from bench.runner import DEFAULT_METHOD, DEFAULT_MODEL
+    from methods import get_method
 
+    method, model = method or DEFAULT_METHOD, model or DEFAULT_MODEL
+    cfg, sources = resolve(method, model, resolve_model(model)[2], get_method(method), None, [])
+    resolved = flat_dict(cfg.to_dict())
+    resolved.update({f"method.{k}": v for k, v in vars(method_config(cfg, get_method(method))).items()})
+    typer.echo(f"{'key':34s} {'type':18s} {'default':>12s}  resolved for --method {method} --model {model} "
+               f"({', then '.join(sources)}; * = differs)")
+    for key, tp, default in all_keys(get_method(method)):
+        value = resolved.get(key, default)
+        typer.echo(f"{key:34s} {tp:18s} {str(default):>12s}  {value}{'  *' if value != default else ''}")
+
+
+def _train(method: Optional[str], model: Optional[str], data: Optional[str], config: Optional[Path],
+           overrides: list[str], name: Optional[str], output_dir: Optional[Path], resume: bool, num_processes: int,
+           help_config: bool, quiet: bool):
+    """Resolve the config, train, and return (run directory, resolved config). An expected failure removes the run
+    directory this command created when it holds no checkpoint (nothing to resume), and says so."""
     if help_config:
-        from methods import get_method
-        for key, tp, default in all_keys(get_method(method)):
-            typer.echo(f"{key:34s} {tp:18s} {default}")
+        with _one_line_errors():
+            _help_config(method, model)
         raise typer.Exit(0)
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
         _relaunch(num_processes)
     _quiet_libraries()
-    try:
+    made: list[Path] = []
+
+    def cleanup() -> str:
+        from bench import checkpoint
+
+        if not made or not made[0].exists():
+            return ""
+        run_dir = made[0]
+        if checkpoint.latest(run_dir / "checkpoints") is not None:
+            return f" (run directory {run_dir} kept: it has a checkpoint for --resume)"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return f" (the half-made run directory {run_dir} was removed)"
+
+    with _one_line_errors(cleanup):
         from bench.runner import is_main_process, resolve_run
 
+        is_main = is_main_process()
         cfg, sources, run_dir = resolve_run(method, model, data, str(config) if config else None, overrides, name,
-                                            str(output_dir) if output_dir else None, resume)
+                                            str(output_dir) if output_dir else None, resume,
+                                            echo=typer.echo if is_main else lambda s: None)
         from bench.trainer import train
 
-        is_main = is_main_process()
         if is_main:
             typer.echo(f"config ({', then '.join(sources)}):\n  " + "\n  ".join(_flat(cfg)))
             if cfg.model.name.startswith("tiny") or cfg.data.source == "embedded":
@@ -90,17 +149,18 @@ def _train(method: str, model: str, data: Optional[str], config: Optional[Path],
                 from bench.models import MODELS
                 if cfg.model.name in MODELS and MODELS.get(cfg.model.name).note:
                     typer.secho(MODELS.get(cfg.model.name).note, fg=typer.colors.YELLOW)
+        if not run_dir.exists() and is_main:
+            made.append(run_dir)
         out = train(cfg, run_dir, resume=resume, show_progress=not quiet)
         if is_main:
             typer.echo(f"run directory: {out}")
         return out, cfg
-    except (ConfigError, DataError, MissingWeightsError, UnknownNameError, ImportError) as err:
-        _fail(err)
 
 
-_METHOD = typer.Option("dpo", "--method", "-m", help="a registered method (bench ls methods)")
-_MODEL = typer.Option("toy", "--model", help="registered model name (bench ls models), local diffusers folder or "
-                     "hub id; default: the embedded toy world")
+_METHOD = typer.Option(None, "--method", "-m", help="a registered method (bench ls methods); default dpo, or the "
+                      "resumed run's")
+_MODEL = typer.Option(None, "--model", help="registered model name (bench ls models), local diffusers folder or "
+                     "hub id; default: the embedded toy world, or the resumed run's")
 _DATA = typer.Option(None, "--data", help="'toy', 'embedded', an HF dataset id, a save_to_disk folder or parquet "
                      "files (default: the model family's preset)")
 _CONFIG = typer.Option(None, "--config", help="a TOML file of config values (applied after the preset)")
@@ -108,12 +168,13 @@ _NAME = typer.Option(None, "--name", help="run directory name (default: method-m
 _OUT = typer.Option(None, "--output-dir", help="parent folder of run directories (default: runs)")
 _RESUME = typer.Option(False, "--resume", help="continue the named run from its newest complete checkpoint")
 _NPROC = typer.Option(1, "--num-processes", help="processes (GPUs, or CPU processes) via accelerate launch")
-_HELPCFG = typer.Option(False, "--help-config", help="list every config key with its type and default")
+_HELPCFG = typer.Option(False, "--help-config", help="list every config key with its type, its default and the value "
+                        "the chosen --model and --method resolve to")
 _QUIET = typer.Option(False, "--quiet", help="no progress bar")
 
 
 @app.command()
-def train(method: str = _METHOD, model: str = _MODEL, data: Optional[str] = _DATA,
+def train(method: Optional[str] = _METHOD, model: Optional[str] = _MODEL, data: Optional[str] = _DATA,
           config: Optional[Path] = _CONFIG, overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
           name: Optional[str] = _NAME, output_dir: Optional[Path] = _OUT, resume: bool = _RESUME,
           num_processes: int = _NPROC, help_config: bool = _HELPCFG, quiet: bool = _QUIET) -> None:
@@ -122,7 +183,7 @@ def train(method: str = _METHOD, model: str = _MODEL, data: Optional[str] = _DAT
 
 
 @app.command()
-def run(method: str = _METHOD, model: str = _MODEL, data: Optional[str] = _DATA,
+def run(method: Optional[str] = _METHOD, model: Optional[str] = _MODEL, data: Optional[str] = _DATA,
         config: Optional[Path] = _CONFIG, overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
         name: Optional[str] = _NAME, output_dir: Optional[Path] = _OUT, resume: bool = _RESUME,
         num_processes: int = _NPROC, help_config: bool = _HELPCFG, quiet: bool = _QUIET) -> None:
@@ -146,14 +207,13 @@ def run(method: str = _METHOD, model: str = _MODEL, data: Optional[str] = _DATA,
 
 
 @app.command()
-def reproduce(model: str = _MODEL, output_dir: Path = typer.Option(Path("runs/reproduce"), "--output-dir"),
+def reproduce(model: str = typer.Option("toy", "--model", help="registered model name, local diffusers folder or "
+                                        "hub id; default: the embedded toy world"),
+              output_dir: Path = typer.Option(Path("runs/reproduce"), "--output-dir"),
               only: Optional[str] = typer.Option(None, help="comma-separated recipe names (default: all)"),
               overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every run."),
               quiet: bool = _QUIET) -> None:
     """The paper-style comparison: base + every method + the SmPO ablation on one model, with tables and plots."""
-    from bench.config import ConfigError
-    from bench.data import DataError
-    from bench.models import MissingWeightsError
     from bench.runner import RECIPES, reproduce as run_reproduce
 
     _quiet_libraries()
@@ -162,52 +222,63 @@ def reproduce(model: str = _MODEL, output_dir: Path = typer.Option(Path("runs/re
     unknown = [n for n in chosen or [] if n not in names]
     if unknown:
         _fail(ValueError(f"unknown recipe(s) {unknown}; choose from {', '.join(names)}"))
-    try:
+    with _one_line_errors():
         run_reproduce(model, output_dir, overrides or [], chosen, quiet, echo=typer.echo)
-    except (ConfigError, DataError, MissingWeightsError) as err:
-        _fail(err)
 
 
 @app.command("eval")
 def eval_(model: Optional[str] = typer.Option(None, "--model", help="a base model to evaluate"),
           checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="a run directory to evaluate"),
-          prompts: str = typer.Option("toy", "--prompts", help="prompt set name or file (bench ls prompts)"),
-          metrics: str = typer.Option("toy-pickscore,toy-hps,toy-imagereward,toy-aesthetic", "--metrics"),
-          images_per_prompt: int = typer.Option(1), seed: int = typer.Option(0),
-          sampler: str = typer.Option("ddim"), steps: int = typer.Option(25), cfg_scale: float = typer.Option(5.0, "--cfg"),
+          prompts: Optional[str] = typer.Option(None, "--prompts", help="prompt set name or file (bench ls prompts)"),
+          metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated scorers (bench ls scorers)"),
+          images_per_prompt: Optional[int] = typer.Option(None), seed: Optional[int] = typer.Option(None),
+          sampler: Optional[str] = typer.Option(None), steps: Optional[int] = typer.Option(None),
+          cfg_scale: Optional[float] = typer.Option(None, "--cfg"),
           resolution: Optional[int] = typer.Option(None, help="default: the model's native resolution"),
           limit: Optional[int] = typer.Option(None, help="only the first N prompts (equal share per style)"),
-          batch_size: int = typer.Option(8), output_dir: Path = typer.Option(Path("runs"), "--output-dir"),
+          batch_size: Optional[int] = typer.Option(None), output_dir: Path = typer.Option(Path("runs"), "--output-dir"),
           scorer_weights: Optional[list[str]] = typer.Option(None, "--scorer-weights",
                                                              help="METRIC=PATH|HUB_ID for a scorer's weights"),
           quiet: bool = _QUIET) -> None:
-    """Generate with fixed seeds and score: a base model (--model) or a trained run (--checkpoint)."""
-    from bench.config import EvalConfig
+    """Generate with fixed seeds and score: a base model (--model) or a trained run (--checkpoint). Every option not
+    given is the model family's evaluation protocol (the one `bench run` uses), so the results are comparable with,
+    and reused by, `bench run`."""
+    import dataclasses
+    import json
+
+    from bench.config import ConfigError, RunConfig, family_config, validate
     from bench.evaluate import base_run_dir, evaluate, spec_from
-    from bench.models import MissingWeightsError, resolve_model
+    from bench.models import resolve_model
+    from bench.worlds import DiffusersWorld, world_of
     from evaluators.prompts import load_prompts
+    from evaluators.rundir import RunDirError
+    from evaluators.scorers.registry import SCORERS
 
     if (model is None) == (checkpoint is None):
-        _fail(ValueError("pass exactly one of --model NAME|PATH or --checkpoint RUN_DIR"))
+        _fail(ConfigError("pass exactly one of --model NAME|PATH or --checkpoint RUN_DIR"))
     _quiet_libraries()
-    try:
-        import json
-
-        from bench.worlds import DiffusersWorld, world_of
+    with _one_line_errors():
+        if checkpoint is not None and not (checkpoint / "run.json").is_file():
+            raise RunDirError(f"{checkpoint} is not a bench run directory (no run.json); pass a run's folder")
         base_model = model or json.loads((checkpoint / "run.json").read_text())["model"]
         if not isinstance(world_of(base_model), DiffusersWorld):
-            raise ValueError(f"`bench eval` generates and scores images; {base_model!r} is not an image model. "
-                             f"`bench run --model {base_model}` evaluates it and the base model (see `bench ls models`)")
-        e = EvalConfig(prompts=prompts, limit=limit, metrics=metrics, images_per_prompt=images_per_prompt,
-                       sampler=sampler, steps=steps, cfg=cfg_scale, resolution=resolution, seed=seed)
-        spec = spec_from(e, resolution or resolve_model(base_model)[3])
+            raise ConfigError(f"`bench eval` generates and scores images; {base_model!r} is not an image model. "
+                              f"`bench run --model {base_model}` evaluates it and the base model")
+        given = {"prompts": prompts, "limit": limit, "metrics": metrics, "images_per_prompt": images_per_prompt,
+                 "sampler": sampler, "steps": steps, "cfg": cfg_scale, "resolution": resolution, "seed": seed,
+                 "batch_size": batch_size}
+        e = dataclasses.replace(family_config(resolve_model(base_model)[2]).eval,
+                                **{k: v for k, v in given.items() if v is not None})
+        validate(RunConfig(eval=e))
+        names = [m.strip() for m in e.metrics.split(",") if m.strip()]
+        for name in names:
+            SCORERS.get(name)  # an unknown scorer fails here, before anything is written
+        spec = spec_from(e, resolve_model(base_model)[3])
         sources = dict(item.split("=", 1) for item in scorer_weights or [])
-        prompt_set = load_prompts(prompts, limit=limit)
+        prompt_set = load_prompts(e.prompts, limit=e.limit)
         out = checkpoint or base_run_dir(output_dir, model, spec)
-        folder = evaluate(out, prompt_set, [m.strip() for m in metrics.split(",")], spec, model=model,
-                          run_dir=checkpoint, scorer_sources=sources, batch_size=batch_size, progress=not quiet)
-    except (MissingWeightsError, FileNotFoundError, ValueError) as err:
-        _fail(err)
+        folder = evaluate(out, prompt_set, names, spec, model=model, run_dir=checkpoint, scorer_sources=sources,
+                          batch_size=e.batch_size, progress=not quiet)
     typer.echo(json.dumps(json.loads((folder / "summary.json").read_text())["metrics"], indent=1))
     typer.echo(f"evaluation: {folder}")
 

@@ -154,6 +154,17 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """The config a run directory's config.json records (unknown keys are an error: written by another bench)."""
+        try:
+            sections = {k: c(**d[k]) for k, c in SECTIONS.items()}
+            rest = {k: v for k, v in d.items() if k not in SECTIONS}
+            return cls(**sections, **rest)
+        except TypeError as err:
+            raise ConfigError(f"a saved config.json does not match this bench's keys ({err}); resume it with the "
+                              "bench version that wrote it") from None
+
 
 SECTIONS = {"train": TrainConfig, "model": ModelConfig, "data": DataConfig, "eval": EvalConfig}
 
@@ -290,6 +301,15 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{p}: not valid TOML ({err})") from None
 
 
+def family_config(family: str | None) -> RunConfig:
+    """The dataclass defaults with a model family's preset (``family.toml``) on top: its data and its evaluation
+    protocol, the one ``bench run`` and ``bench eval`` share."""
+    cfg = RunConfig()
+    if family is not None and (PRESET_DIR / family / "family.toml").is_file():
+        apply_mapping(cfg, load_toml(PRESET_DIR / family / "family.toml"), {})
+    return cfg
+
+
 def method_field_types(method_cls: type) -> dict[str, Any]:
     hints = get_type_hints(method_cls.Config)
     return {f.name: hints[f.name] for f in fields(method_cls.Config)}
@@ -297,15 +317,16 @@ def method_field_types(method_cls: type) -> dict[str, Any]:
 
 def resolve(method: str, model: str, family: str | None, method_cls: type, config_file: str | None,
             overrides: list[str], base: RunConfig | None = None) -> tuple[RunConfig, list[str]]:
-    """Build the resolved config. Returns it and the list of sources applied (for printing)."""
+    """Build the resolved config. Returns it and the list of sources applied (for printing). With ``base`` (a resumed
+    run's saved config) the presets are not applied again: the saved config already holds them."""
     cfg = base or RunConfig()
     cfg.method, cfg.model.name = method, model
     mfields = method_field_types(method_cls)
-    sources = ["defaults"]
-    if family is not None and (PRESET_DIR / family / "family.toml").is_file():
+    sources = ["defaults"] if base is None else ["the run's saved config.json"]
+    if base is None and family is not None and (PRESET_DIR / family / "family.toml").is_file():
         apply_mapping(cfg, load_toml(PRESET_DIR / family / "family.toml"), mfields)
         sources.append(f"preset {family}/family")
-    if family is not None and preset_path(family, method).is_file():
+    if base is None and family is not None and preset_path(family, method).is_file():
         apply_mapping(cfg, load_toml(preset_path(family, method)), mfields)
         sources.append(f"preset {family}/{method}")
     if config_file:
@@ -315,11 +336,39 @@ def resolve(method: str, model: str, family: str | None, method_cls: type, confi
         apply(cfg, k, v, mfields)
     if overrides:
         sources.append("overrides " + " ".join(overrides))
-    validate(cfg)
+    validate(cfg, method_cls)
     return cfg, sources
 
 
-def validate(cfg: RunConfig) -> None:
+#: the domain of every numeric field: (section, field) -> (test, what the error says it must be)
+_DOMAINS = {
+    **{("train", f): (lambda v: v >= 1, ">= 1") for f in ("steps", "batch_size", "grad_accum", "keep_checkpoints",
+                                                       "log_every")},
+    ("train", "effective_batch"): (lambda v: v is None or v >= 1, ">= 1 (or none)"),
+    ("train", "lr"): (lambda v: v > 0, "> 0"),
+    ("train", "adam_eps"): (lambda v: v > 0, "> 0"),
+    **{("train", f): (lambda v: v >= 0, ">= 0") for f in ("warmup_steps", "weight_decay", "max_grad_norm",
+                                                       "checkpoint_every")},
+    **{("train", f): (lambda v: 0 <= v < 1, "in [0, 1)") for f in ("adam_beta1", "adam_beta2")},
+    ("train", "noise_offset"): (lambda v: v >= 0, ">= 0 (the std of the per-channel offset)"),
+    ("data", "caption_dropout"): (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    ("data", "max_pairs"): (lambda v: v is None or v >= 1, ">= 1 (or none for all)"),
+    ("data", "num_workers"): (lambda v: v >= 0, ">= 0"),
+    ("model", "resolution"): (lambda v: v is None or (v > 0 and v % 8 == 0), "a positive multiple of 8 (or none)"),
+    ("model", "lora_rank"): (lambda v: v >= 0, ">= 0 (0 trains the full UNet)"),
+    ("model", "lora_alpha"): (lambda v: v is None or v > 0, "> 0 (or none for the rank)"),
+    ("eval", "steps"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "cfg"): (lambda v: v >= 0, ">= 0"),
+    ("eval", "images_per_prompt"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "batch_size"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "limit"): (lambda v: v is None or v >= 1, ">= 1 (or none for all)"),
+    ("eval", "resolution"): (lambda v: v is None or (v > 0 and v % 8 == 0), "a positive multiple of 8 (or none)"),
+}
+
+
+def validate(cfg: RunConfig, method_cls: type | None = None) -> None:
+    """Every choice and numeric domain, and the method's own (its Config's ``__post_init__``): a ConfigError naming
+    the key, its value and what it must be."""
     t = cfg.train
     choices = {"train.optimizer": (t.optimizer, {"adamw", "adafactor", "adamw8bit"}),
                "train.mixed_precision": (t.mixed_precision, {"no", "fp16", "bf16"}),
@@ -327,15 +376,47 @@ def validate(cfg: RunConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not one of {sorted(allowed)}.{did_you_mean(value, list(allowed))}")
-    for key, value in {"train.steps": t.steps, "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum}.items():
-        if value < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
-    if t.noise_offset < 0:
-        raise ConfigError(f"train.noise_offset must be >= 0 (the std of the per-channel offset), got {t.noise_offset}")
-    if not 0.0 <= cfg.data.caption_dropout <= 1.0:
-        raise ConfigError(f"data.caption_dropout must be in [0, 1], got {cfg.data.caption_dropout}")
+    for (section, name), (ok, must) in _DOMAINS.items():
+        value = getattr(getattr(cfg, section), name)
+        if not ok(value):
+            raise ConfigError(f"{section}.{name} must be {must}, got {value}")
+    if cfg.data.reward_lo >= cfg.data.reward_hi:
+        raise ConfigError(f"data.reward_lo ({cfg.data.reward_lo}) must be below data.reward_hi ({cfg.data.reward_hi})")
     if t.reference == "lora-disabled" and cfg.model.lora_rank <= 0:
         raise ConfigError("train.reference=lora-disabled needs a LoRA run: set model.lora_rank (e.g. 8)")
+    if method_cls is not None:
+        try:
+            method_config(cfg, method_cls)
+        except (ValueError, TypeError) as err:  # a value out of its domain, or a key the method does not have
+            raise ConfigError(f"{err} (method {cfg.method!r})") from None
+
+
+#: what a resumed run may change: how long it runs, how it checkpoints and logs, how it is evaluated, and speed
+#: switches that do not change the math. Everything else (method, model, data, batch, accumulation, seed, lr,
+#: optimizer, precision, ...) is fixed by the checkpoint and refused with a named error.
+MUTABLE_ON_RESUME = ("train.steps", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
+                     "train.tracker", "train.fused_optimizer", "train.channels_last", "train.compile", "eval.",
+                     "output_dir", "name")
+
+
+def flat_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k not in ("ref_update_args", "timesteps_args"):
+            out.update(flat_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_changes(saved: RunConfig, new: RunConfig) -> tuple[list[str], list[str]]:
+    """(refused, applied) differences "key: saved -> new" between a run's saved config and a resumed invocation's."""
+    a, b = flat_dict(json.loads(json.dumps(saved.to_dict(), default=str))), \
+        flat_dict(json.loads(json.dumps(new.to_dict(), default=str)))
+    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    refused = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff if not k.startswith(MUTABLE_ON_RESUME)]
+    applied = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff if k.startswith(MUTABLE_ON_RESUME)]
+    return refused, applied
 
 
 def method_config(cfg: RunConfig, method_cls: type) -> Any:

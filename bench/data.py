@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
@@ -63,9 +64,21 @@ def open_source(source: str, split: str = "train", cache_dir: Path | None = None
                 raise DataError(f"{p} has splits {list(ds)}, not {split!r}: set data.split")
             ds = ds[split]
     elif p.is_dir() or p.suffix == ".parquet" or "*" in source:
+        if p.suffix == ".parquet" and "*" not in source and not p.is_file():
+            raise DataError(f"data file {p} does not exist; check the path (--data / data.source)")
         files = sorted(str(f) for f in p.glob("**/*.parquet")) if p.is_dir() else [source]
         if not files:
             raise DataError(f"no parquet files under {p}")
+        rows = 0
+        for f in files if "*" not in source else []:  # checked here: datasets fails on these with log noise
+            try:
+                rows += pq.ParquetFile(f).metadata.num_rows
+            except Exception as err:  # noqa: BLE001 - unreadable or not parquet at all
+                raise DataError(f"could not read {f} as parquet ({type(err).__name__}: "
+                                f"{(str(err).splitlines() or [''])[0][:200]}); pass Pick-a-Pic v2 parquet file(s) "
+                                f"with columns {list(REQUIRED_COLUMNS)}") from None
+        if files and "*" not in source and rows == 0:
+            raise DataError(f"data source {source!r} is empty (0 rows)")
         ds = datasets.load_dataset("parquet", data_files=files, split="train")
     elif p.exists():
         raise DataError(f"{p}: expected a save_to_disk folder, parquet file(s) or a folder of parquet files")

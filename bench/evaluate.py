@@ -32,7 +32,8 @@ def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim"
     from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+        from bench.config import ConfigError
+        raise ConfigError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
     device = torch.device(device or default_device())
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     if run_dir is not None:
@@ -51,7 +52,8 @@ def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim"
         elif (weights / "pytorch_lora_weights.safetensors").is_file():
             pipe.load_lora_weights(str(weights))
         else:
-            raise FileNotFoundError(f"{run_dir} has no trained weights (weights/unet or "
+            from evaluators.rundir import RunDirError
+            raise RunDirError(f"{run_dir} has no trained weights (weights/unet or "
                                     "weights/pytorch_lora_weights.safetensors); has training finished?")
     pipe.scheduler = getattr(diffusers, SAMPLERS[sampler]).from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -98,6 +100,9 @@ def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: Generation
     the registry (``scorer_sources`` maps a metric to a local path or hub id of its weights).
     """
     out_run_dir = Path(out_run_dir)
+    if scorers is None:  # scorers and the pipeline load before anything is written: a failure leaves no folder
+        scorers = {m: load_scorer(m, (scorer_sources or {}).get(m), device=default_device()) for m in metrics}
+    pipe = load_pipeline(model or "", run_dir=run_dir, sampler=spec.sampler, vae=vae)
     out_run_dir.mkdir(parents=True, exist_ok=True)
     if not (out_run_dir / "run.json").is_file():  # a base-model evaluation gets its own small run.json
         name, path, _, _ = resolve_model(model or "")
@@ -105,9 +110,6 @@ def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: Generation
             "schema_version": 1, "name": out_run_dir.name, "kind": "eval", "method": None, "model": name,
             "model_path": path, "vae": vae,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, indent=2))
-    pipe = load_pipeline(model or "", run_dir=run_dir, sampler=spec.sampler, vae=vae)
-    if scorers is None:
-        scorers = {m: load_scorer(m, (scorer_sources or {}).get(m), device=default_device()) for m in metrics}
     cache = ScoreCache(cache_path or (out_run_dir.parent / ".score-cache.sqlite"))
     try:
         return harness_evaluate(out_run_dir, prompt_set, make_generate(pipe, spec), scorers, spec, cache,

@@ -184,9 +184,9 @@ MODELS.register("toy", ModelSpec("toy", str(TOY_MODEL_DIR), "toy", 32,
                                    "the embedded toy world's base model (shipped, 32 px; bench toy build remakes it)",
                                    missing_hint="rebuild it with `bench toy build` (about 20 minutes on 2 CPU cores) "
                                                 "or reinstall from a git checkout of bench",
-                                   note="TOY WORLD: a 32 px base model and panel-labelled pairs shipped with bench; the "
-                                        "scores are the toy scorers', meaningful inside the toy world only (README 'The "
-                                        "toy world'). The real configuration: --model sd15|sdxl."))
+                                   note="TOY WORLD: a 32 px base model and panel-labelled pairs shipped with bench; "
+                                        "the scores are the toy scorers', meaningful inside the toy world only "
+                                        "(README 'The toy world'). The real configuration: --model sd15|sdxl."))
 MODELS.register("exact", ModelSpec("exact", str(EXACT_MODEL_DIR), "exact", 0,
                                    "the exact world's base model: a 2-d denoiser whose data density and reward are "
                                    "known in closed form (shipped; bench exact build remakes it)",

@@ -2,28 +2,72 @@
 base model with the same prompts, seeds, sampler and scorers, and write the comparison (table.md, win_rates.csv)."""
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import json
 import os
 from pathlib import Path
 from typing import Callable
 
-from bench.config import ConfigError, RunConfig, resolve
+from bench.config import ConfigError, RunConfig, resolve, resume_changes
 from bench.models import resolve_model
 from methods import get_method
 
 
-def resolve_run(method: str, model: str, data: str | None, config: str | None, overrides: list[str],
-                name: str | None = None, output_dir: str | None = None, resume: bool = False
-                ) -> tuple[RunConfig, list[str], Path]:
-    """The resolved config, the sources it came from, and the run directory (refusing to overwrite one)."""
+DEFAULT_METHOD, DEFAULT_MODEL = "dpo", "toy"
+
+
+def newest_run(output_dir: str, method: str | None, model: str | None) -> Path:
+    """The newest run directory under ``output_dir`` with a saved config (of ``method`` and ``model`` when given)."""
+    found = []
+    for d in Path(output_dir).glob("*/config.json"):
+        saved = json.loads(d.read_text())
+        if (method is None or saved.get("method") == method) and \
+                (model is None or saved.get("model", {}).get("name") == model):
+            found.append(d.parent)
+    if not found:
+        what = " ".join(x for x in (method, model) if x) or "any"
+        raise ConfigError(f"--resume: no {what} run with a saved config.json under {output_dir}/; pass --name RUN "
+                          "(and --output-dir where it is not runs/)")
+    return max(found, key=lambda p: (p / "config.json").stat().st_mtime)
+
+
+def resolve_run(method: str | None, model: str | None, data: str | None, config: str | None, overrides: list[str],
+                name: str | None = None, output_dir: str | None = None, resume: bool = False,
+                echo: Callable[[str], None] = lambda s: None) -> tuple[RunConfig, list[str], Path]:
+    """The resolved config, the sources it came from, and the run directory (refusing to overwrite one).
+
+    A resumed run (``resume`` and a run directory with a config.json) starts from its SAVED config: the presets are
+    not applied again, the given --config, --data and overrides go on top, and any change to what the checkpoint
+    fixes (see ``bench.config.MUTABLE_ON_RESUME``) is refused with a ConfigError; the rest apply and are recorded
+    when the trainer rewrites config.json. ``method``/``model`` None mean "the saved run's" on resume, else the
+    defaults (dpo, toy). ``--resume`` without a name resumes the newest matching run, said through ``echo``."""
+    out_dir = output_dir or RunConfig().output_dir
+    if resume and name is None:
+        name = newest_run(out_dir, method, model).name
+        echo(f"--resume without --name: resuming the newest {method or ''} {model or ''} run, {out_dir}/{name}"
+             .replace("  ", " "))
+    saved_file = Path(out_dir) / (name or "") / "config.json"
+    saved = RunConfig.from_dict(json.loads(saved_file.read_text())) if resume and name and saved_file.is_file() \
+        else None
+    method = method or (saved.method if saved else DEFAULT_METHOD)
+    model = model or (saved.model.name if saved else DEFAULT_MODEL)
     family = resolve_model(model)[2]
-    cfg, sources = resolve(method, model, family, get_method(method), config, overrides)
+    base = copy.deepcopy(saved) if saved else None
+    cfg, sources = resolve(method, model, family, get_method(method), config, overrides, base=base)
     if data is not None:
         cfg.data.source = data
     if output_dir is not None:
         cfg.output_dir = str(output_dir)
     if name is not None:
         cfg.name = name
+    if saved is not None:
+        refused, applied = resume_changes(saved, cfg)
+        if refused:
+            raise ConfigError(f"--resume of {saved_file.parent} cannot change what its checkpoint fixes: "
+                              f"{'; '.join(refused)}. Drop those overrides, or start a new run with --name")
+        if applied:
+            echo(f"resume: applied {'; '.join(applied)}")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.output_dir) / (cfg.name or f"{cfg.method}-{Path(cfg.model.name).name}-{stamp}")
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:

@@ -275,23 +275,25 @@ class Trainer:
     def _step(self, step: int) -> dict[str, Any]:
         acc, t = self.accelerator, self.cfg.train
         sums: dict[str, list[torch.Tensor]] = {}
+        seen: list[int] = []
         for micro in range(self.grad_accum):
             slots = slots_for(micro, self.process_index, t.batch_size, self.num_processes)
             items = [self.schedule.item(step, s) for s in slots]
+            seen += items
             with self.cost.phase("data"):
                 batch = self.make_batch(step, slots, items, self.device)
             sync = micro == self.grad_accum - 1
             with nullcontext() if sync else acc.no_sync(self.policy), self.cost.phase("train_forward_backward"):
                 loss, metrics = self.method.loss(batch, Context(self, step))
                 if not torch.isfinite(loss):
-                    raise NonFiniteError(f"non-finite loss {loss.item()} at step {step} (micro-step {micro}); "
-                                         f"sample slots {slots}, data items {items}. Lower the lr or beta, or try "
-                                         "mixed_precision=no")
+                    raise NonFiniteError(f"non-finite loss {loss.item()} at step {step + 1} (micro-step {micro + 1}; "
+                                         f"metrics.jsonl counts steps from 1), sample slots {slots}, data items "
+                                         f"{items}. Lower train.lr or the method's beta, or try mixed_precision=no")
                 acc.backward(loss / self.grad_accum)
             for k, v in {"loss": loss.detach(), **metrics}.items():
                 sums.setdefault(k, []).append(v.float().reshape(-1).mean())
         with self.cost.phase("optimizer"):
-            grad_norm = self._clip()
+            grad_norm = self._clip(step, seen)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -304,7 +306,7 @@ class Trainer:
         out["grad_norm"] = grad_norm
         return out
 
-    def _clip(self) -> float:
+    def _clip(self, step: int, items: list[int]) -> float:
         acc, t = self.accelerator, self.cfg.train
         if acc.scaler is not None:  # fp16: an overflow step is skipped by the scaler, as in the authors' runs
             acc.unscale_gradients()
@@ -314,8 +316,10 @@ class Trainer:
             norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.trainable if p.grad is not None]))
         norm = float(norm)
         if not math.isfinite(norm) and acc.scaler is None:
-            raise NonFiniteError(f"non-finite gradient norm ({norm}) at the optimizer step after step "
-                                 f"{self.cost.pairs_seen // self.global_batch}; lower the lr or beta")
+            shown = ", ".join(map(str, items[:16])) + (f" and {len(items) - 16} more" if len(items) > 16 else "")
+            raise NonFiniteError(f"non-finite gradient norm ({norm}) at step {step + 1} (metrics.jsonl counts steps "
+                                 f"from 1), from the data items {shown} of this process. Lower train.lr or the "
+                                 "method's beta, or try mixed_precision=no")
         return norm
 
     def _policy_params(self) -> list[torch.Tensor]:

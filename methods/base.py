@@ -164,6 +164,16 @@ class Method:
         return replace(cls.Config(), **overrides)
 
 
+def check_domain(config: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
+    """For a method Config's ``__post_init__``: ValueError naming the field (``method.NAME``) outside its domain."""
+    for name in positive:
+        if not getattr(config, name) > 0:
+            raise ValueError(f"method.{name} must be > 0, got {getattr(config, name)}")
+    for name in non_negative:
+        if not getattr(config, name) >= 0:
+            raise ValueError(f"method.{name} must be >= 0, got {getattr(config, name)}")
+
+
 def summary_line(method_cls: type[Method]) -> str:
     doc = (method_cls.__doc__ or "").strip().splitlines()
     return doc[0] if doc else method_cls.__name__

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Method, PairBatch, StepContext
+from methods.base import Method, PairBatch, StepContext, check_domain
 from methods.diffusion import noise_pair, per_sample_error
 from methods.losses import dpo_margin, sigmoid_loss
 
@@ -37,6 +37,9 @@ class DPO(Method):
     @dataclass
     class Config:
         beta: float = 5000.0
+
+        def __post_init__(self):
+            check_domain(self, positive=("beta",))
 
     def loss(self, batch: PairBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = len(batch)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Method, PairBatch, StepContext
+from methods.base import Method, PairBatch, StepContext, check_domain
 from methods.diffusion import per_sample_error
 from methods.inversion import check_end, invert_pairs
 from methods.losses import dpo_margin, sigmoid_loss
@@ -49,6 +49,9 @@ class InPO(Method):
         eta: float = 0.1
         #: "grid" (the authors: the last inversion step goes past t to the next grid point) | "t" (it lands on t)
         inversion_end: str = "grid"
+
+        def __post_init__(self):
+            check_domain(self, positive=("beta",), non_negative=("eta",))
 
     def __init__(self, config: "InPO.Config | None" = None):
         super().__init__(config)

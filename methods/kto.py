@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import ImageBatch, Method, StepContext
+from methods.base import ImageBatch, Method, StepContext, check_domain
 from methods.diffusion import forward_noise, per_sample_error
 from methods.losses import kto_margin, kto_utility_loss
 
@@ -43,6 +43,11 @@ class KTO(Method):
         lambda_undesirable: float = 1.0
         #: share of desirable images the data sampler draws (the authors' weighted sampler: 0.8)
         desirable_fraction: float = 0.8
+
+        def __post_init__(self):
+            check_domain(self, positive=("beta",), non_negative=("lambda_desirable", "lambda_undesirable"))
+            if not 0 < self.desirable_fraction < 1:
+                raise ValueError(f"method.desirable_fraction must be in (0, 1), got {self.desirable_fraction}")
 
     def loss(self, batch: ImageBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Method, PairBatch, StepContext
+from methods.base import Method, PairBatch, StepContext, check_domain
 from methods.diffusion import noise_pair, per_sample_error
 from methods.losses import mapo_log_odds, mapo_loss
 
@@ -41,6 +41,9 @@ class MaPO(Method):
         beta: float = 0.1
         #: s in f(e) = s e / expm1(s e) (the authors' constant --snr_value)
         snr_value: float = 0.5
+
+        def __post_init__(self):
+            check_domain(self, positive=("snr_value",), non_negative=("beta",))
 
     def loss(self, batch: PairBatch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c, n = self.config, len(batch)

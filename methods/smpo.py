@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Method, PairBatch, StepContext
+from methods.base import Method, PairBatch, StepContext, check_domain
 from methods.diffusion import noise_pair, per_sample_error
 from methods.inversion import check_end, invert_pairs
 from methods.losses import sigmoid_loss, smpo_margin
@@ -78,6 +78,9 @@ class SmPO(Method):
         inversion_end: str = "grid"
         #: False: p = 1 (the human winner) instead of the smoothed label
         smooth_labels: bool = True
+
+        def __post_init__(self):
+            check_domain(self, positive=("beta", "gamma"), non_negative=("eta",))
 
     def __init__(self, config: "SmPO.Config | None" = None):
         super().__init__(config)

@@ -142,7 +142,7 @@ class ExactWorld(WorldBase):
 
     def report(self, runs, base, folder, cfg):
         split = split_of(cfg.eval.prompts)
-        changes = change_table(runs, base, split, step_counts(cfg))
+        changes = pd.concat([_changes(Path(r), Path(base), split, step_counts(cfg)) for r in runs], ignore_index=True)
         changes.to_csv(folder / "changes.csv", index=False)
         paths = [scatter([base, *runs], folder / "scatter.png", self.world, split, cfg.eval.steps)]
         return paths, (f"Change against the base model at every DDIM step count (paired by condition and noise; 95% "
@@ -170,7 +170,7 @@ def change_table(runs: list[Path], base: Path, split: str, steps_list: list[int]
             r, rx = _eval(run, split, steps)
             if not (r["seed"].to_numpy() == b["seed"].to_numpy()).all():
                 raise ValueError(f"{run} and {base} were evaluated on different noises")
-            row = {"run": Path(run).name, "steps": steps}
+            row = {"run": Path(run).name, "base": Path(base).name, "steps": steps}
             for m in ev.METRICS:
                 d = r[m].to_numpy() - b[m].to_numpy()
                 lo, hi = bootstrap_ci(d, "mean", groups=r["prompt_id"].to_numpy())
@@ -182,6 +182,16 @@ def change_table(runs: list[Path], base: Path, split: str, steps_list: list[int]
                         "ed_true": rx["mean"]["to_true"], "base_ed_true": bx["mean"]["to_true"]})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _changes(run: Path, base: Path, split: str, steps_list: list[int]) -> pd.DataFrame:
+    """The run's changes.csv when evaluate() wrote it against this base at these step counts, else computed."""
+    f = run / "changes.csv"
+    if f.is_file():
+        df = pd.read_csv(f)
+        if "base" in df and set(df["base"]) == {base.name} and sorted(df["steps"]) == sorted(steps_list):
+            return df
+    return change_table([run], base, split, steps_list)
 
 
 def render_changes(df: pd.DataFrame) -> str:
