@@ -133,9 +133,8 @@ def reproduce(model: str, output_dir: Path, overrides: list[str], only: list[str
     import time
 
     from bench.trainer import train
-    from evaluators.tables import render, results_table, win_rate_table, win_rates
-
     from bench.worlds import world_of
+    from evaluators.tables import render, results_table, win_rate_table, win_rates
 
     output_dir = Path(output_dir)
     world = world_of(model)
