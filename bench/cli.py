@@ -1,6 +1,7 @@
 """The ``bench`` command line (typer). See DESIGN.md section 12 and ``bench --help``."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ def _quiet_libraries() -> None:
     datasets.disable_progress_bars()
 
 
-def _fail(err: Exception) -> None:
+def _fail(err: Exception | str) -> None:
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -53,9 +54,10 @@ def _expected() -> tuple[type[BaseException], ...]:
 
 
 @contextmanager
-def _one_line_errors(cleanup: Callable[[], str] | None = None):
-    """Every expected failure prints one line naming the problem and the fix and exits 2; ``cleanup`` (removing what
-    the failed command left half-made) runs first and may add to the line. Unexpected errors keep their traceback."""
+def _one_line_errors(cleanup: Callable[[Exception], str] | None = None):
+    """Every expected failure prints one line naming the problem and the fix and exits 2; ``cleanup(err)`` (removing
+    what the failed command left half-made) runs first and may add to the line. Unexpected errors keep their
+    traceback."""
     try:
         yield
     except typer.Exit:
@@ -63,8 +65,7 @@ def _one_line_errors(cleanup: Callable[[], str] | None = None):
     except Exception as err:  # noqa: BLE001 - sorted below
         if not isinstance(err, _expected()):
             raise
-        extra = cleanup() if cleanup is not None else ""
-        _fail(type(err)(f"{err}{extra}") if extra else err)
+        _fail(f"{err}{cleanup(err) if cleanup is not None else ''}")
 
 
 def _flat(cfg) -> list[str]:
@@ -121,14 +122,21 @@ def _train(method: Optional[str], model: Optional[str], data: Optional[str], con
     _quiet_libraries()
     made: list[Path] = []
 
-    def cleanup() -> str:
+    def cleanup(err: Exception) -> str:
         from bench import checkpoint
+        from bench.trainer import NonFiniteError
 
         if not made or not made[0].exists():
             return ""
         run_dir = made[0]
         if checkpoint.latest(run_dir / "checkpoints") is not None:
             return f" (run directory {run_dir} kept: it has a checkpoint for --resume)"
+        if isinstance(err, NonFiniteError):  # kept for its metrics.jsonl, marked failed; it has no weights
+            info = run_dir / "run.json"
+            if info.is_file():
+                info.write_text(json.dumps({**json.loads(info.read_text()), "status": "failed", "error": str(err)},
+                                           indent=2))
+            return f" (run directory {run_dir} kept for its metrics.jsonl, marked failed in run.json)"
         shutil.rmtree(run_dir, ignore_errors=True)
         return f" (the half-made run directory {run_dir} was removed)"
 
@@ -201,8 +209,7 @@ def run(method: Optional[str] = _METHOD, model: Optional[str] = _MODEL, data: Op
     try:
         world_of(cfg.model.name).evaluate(out, cfg, {}, quiet, typer.echo)
     except Exception as err:  # noqa: BLE001 - the trained run is kept; say how to finish the evaluation
-        _fail(RuntimeError(f"training finished ({out}) but evaluation failed: {err}. Fix it and run "
-                           f"`bench eval --checkpoint {out}`"))
+        _fail(f"training finished ({out}) but evaluation failed: {err}. Fix it and run `bench eval --checkpoint {out}`")
     typer.echo(f"run directory: {out} (table.md, win_rates.csv)")
 
 
@@ -244,7 +251,6 @@ def eval_(model: Optional[str] = typer.Option(None, "--model", help="a base mode
     given is the model family's evaluation protocol (the one `bench run` uses), so the results are comparable with,
     and reused by, `bench run`."""
     import dataclasses
-    import json
 
     from bench.config import ConfigError, RunConfig, family_config, validate
     from bench.evaluate import base_run_dir, evaluate, spec_from
@@ -261,9 +267,14 @@ def eval_(model: Optional[str] = typer.Option(None, "--model", help="a base mode
         if checkpoint is not None and not (checkpoint / "run.json").is_file():
             raise RunDirError(f"{checkpoint} is not a bench run directory (no run.json); pass a run's folder")
         base_model = model or json.loads((checkpoint / "run.json").read_text())["model"]
-        if not isinstance(world_of(base_model), DiffusersWorld):
-            raise ConfigError(f"`bench eval` generates and scores images; {base_model!r} is not an image model. "
-                              f"`bench run --model {base_model}` evaluates it and the base model")
+        world = world_of(base_model)
+        if not isinstance(world, DiffusersWorld):
+            if checkpoint is None:
+                raise ConfigError(f"{base_model!r} is not an image model: `bench run --model {base_model}` evaluates "
+                                  "it with the run, or `bench eval --checkpoint RUN_DIR` re-evaluates a run of it")
+            world.evaluate(checkpoint, RunConfig.from_dict(json.loads((checkpoint / "config.json").read_text())), {},
+                           quiet, typer.echo)
+            return
         given = {"prompts": prompts, "limit": limit, "metrics": metrics, "images_per_prompt": images_per_prompt,
                  "sampler": sampler, "steps": steps, "cfg": cfg_scale, "resolution": resolution, "seed": seed,
                  "batch_size": batch_size}

@@ -342,8 +342,8 @@ def resolve(method: str, model: str, family: str | None, method_cls: type, confi
 
 #: the domain of every numeric field: (section, field) -> (test, what the error says it must be)
 _DOMAINS = {
-    **{("train", f): (lambda v: v >= 1, ">= 1") for f in ("steps", "batch_size", "grad_accum", "keep_checkpoints",
-                                                       "log_every")},
+    **{("train", f): (lambda v: v >= 1, ">= 1") for f in ("steps", "batch_size", "grad_accum", "log_every")},
+    ("train", "keep_checkpoints"): (lambda v: v >= 0, ">= 0 (0 keeps every checkpoint)"),
     ("train", "effective_batch"): (lambda v: v is None or v >= 1, ">= 1 (or none)"),
     ("train", "lr"): (lambda v: v > 0, "> 0"),
     ("train", "adam_eps"): (lambda v: v > 0, "> 0"),

@@ -8,7 +8,6 @@ folder instead of a stale baseline.
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.models import checked_architecture, model_identity, resolve_model
+from bench.rundir import write_eval_run_json
 from evaluators.harness import GenerationSpec, ScoreCache
 from evaluators.scorers.registry import load_scorer
 from evaluators.harness import evaluate as harness_evaluate
@@ -103,13 +103,8 @@ def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: Generation
     if scorers is None:  # scorers and the pipeline load before anything is written: a failure leaves no folder
         scorers = {m: load_scorer(m, (scorer_sources or {}).get(m), device=default_device()) for m in metrics}
     pipe = load_pipeline(model or "", run_dir=run_dir, sampler=spec.sampler, vae=vae)
-    out_run_dir.mkdir(parents=True, exist_ok=True)
     if not (out_run_dir / "run.json").is_file():  # a base-model evaluation gets its own small run.json
-        name, path, _, _ = resolve_model(model or "")
-        (out_run_dir / "run.json").write_text(json.dumps({
-            "schema_version": 1, "name": out_run_dir.name, "kind": "eval", "method": None, "model": name,
-            "model_path": path, "vae": vae,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, indent=2))
+        write_eval_run_json(out_run_dir, *resolve_model(model or "")[:2], vae)
     cache = ScoreCache(cache_path or (out_run_dir.parent / ".score-cache.sqlite"))
     try:
         return harness_evaluate(out_run_dir, prompt_set, make_generate(pipe, spec), scorers, spec, cache,

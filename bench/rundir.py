@@ -47,6 +47,16 @@ def environment(device, num_processes: int, seed: int) -> dict[str, Any]:
             "seed": seed, "platform": platform.platform(), "argv": sys.argv}
 
 
+def write_eval_run_json(folder: Path, model: str, model_path: str, vae: str | None) -> None:
+    """The small run.json of a base-model evaluation folder (``kind: eval``, no method), unless it has one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "run.json").is_file():
+        (folder / "run.json").write_text(json.dumps({
+            "schema_version": SCHEMA_VERSION, "name": folder.name, "kind": "eval", "method": None, "model": model,
+            "model_path": model_path, "vae": vae,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, indent=2))
+
+
 def write_run_files(run_dir: Path, cfg, comps, accelerator, kind: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     run = {"schema_version": SCHEMA_VERSION, "name": run_dir.name, "kind": kind, "method": cfg.method,

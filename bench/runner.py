@@ -18,17 +18,25 @@ DEFAULT_METHOD, DEFAULT_MODEL = "dpo", "toy"
 
 
 def newest_run(output_dir: str, method: str | None, model: str | None) -> Path:
-    """The newest run directory under ``output_dir`` with a saved config (of ``method`` and ``model`` when given)."""
+    """The newest resumable run under ``output_dir``: a saved config (of ``method`` and ``model`` when given) and a
+    complete checkpoint."""
+    from bench import checkpoint
+
     found = []
     for d in Path(output_dir).glob("*/config.json"):
-        saved = json.loads(d.read_text())
+        if checkpoint.latest(d.parent / "checkpoints") is None:
+            continue
+        try:
+            saved = json.loads(d.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # not a run this bench can resume
         if (method is None or saved.get("method") == method) and \
                 (model is None or saved.get("model", {}).get("name") == model):
             found.append(d.parent)
     if not found:
         what = " ".join(x for x in (method, model) if x) or "any"
-        raise ConfigError(f"--resume: no {what} run with a saved config.json under {output_dir}/; pass --name RUN "
-                          "(and --output-dir where it is not runs/)")
+        raise ConfigError(f"--resume: no resumable {what} run (a saved config.json and a checkpoint) under "
+                          f"{output_dir}/; pass --name RUN (and --output-dir where it is not runs/)")
     return max(found, key=lambda p: (p / "config.json").stat().st_mtime)
 
 
@@ -50,6 +58,12 @@ def resolve_run(method: str | None, model: str | None, data: str | None, config:
     saved_file = Path(out_dir) / (name or "") / "config.json"
     saved = RunConfig.from_dict(json.loads(saved_file.read_text())) if resume and name and saved_file.is_file() \
         else None
+    if saved is not None:
+        changed = [f"{k}: {a!r} -> {b!r}" for k, a, b in (("method", saved.method, method),
+                                                            ("model.name", saved.model.name, model)) if b and a != b]
+        if changed:
+            raise ConfigError(f"--resume of {saved_file.parent} cannot change what its checkpoint fixes: "
+                              f"{'; '.join(changed)}. Drop --method/--model, or start a new run with --name")
     method = method or (saved.method if saved else DEFAULT_METHOD)
     model = model or (saved.model.name if saved else DEFAULT_MODEL)
     family = resolve_model(model)[2]
@@ -118,6 +132,16 @@ def evaluate_and_compare(run_dir: Path, cfg: RunConfig, scorers: dict | None = N
     return run_dir / "table.md", base
 
 
+def needs_training(run_dir: Path, cfg: RunConfig) -> bool:
+    """False when the run has its final weights for ``cfg.train.steps`` (only its evaluation is missing)."""
+    from bench import checkpoint
+
+    if not (run_dir / "weights").is_dir():
+        return True
+    latest = checkpoint.latest(run_dir / "checkpoints")
+    return latest is not None and checkpoint.trainer_state(latest)["step"] < cfg.train.steps
+
+
 #: the paper-style comparison: every method with its preset, then the SmPO ablation rows (same data, seeds, scorers)
 RECIPES: list[tuple[str, str, str | None]] = [
     ("sft", "sft", None), ("dpo", "dpo", None), ("kto", "kto", None), ("mapo", "mapo", None), ("inpo", "inpo", None),
@@ -144,11 +168,17 @@ def reproduce(model: str, output_dir: Path, overrides: list[str], only: list[str
             continue
         run_dir = output_dir / name
         done = (run_dir / "table.md").is_file()
-        cfg, _, run_dir = resolve_run(method, model, None, config, overrides, name, str(output_dir), resume=True)
+        try:
+            cfg, _, run_dir = resolve_run(method, model, None, config, overrides, name, str(output_dir), resume=True,
+                                          echo=echo)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (bench reproduce reuses the runs already in {output_dir}: pass another "
+                              "--output-dir to start afresh)") from None
         start = time.perf_counter()
         if not done:
             echo(f"== {name} ({method}{', ' + config if config else ''})")
-            train(cfg, run_dir, resume=True, show_progress=not quiet)
+            if needs_training(run_dir, cfg):
+                train(cfg, run_dir, resume=True, show_progress=not quiet)
             base = world.evaluate(run_dir, cfg, state, quiet, echo)
         else:
             base = world.base_dir(cfg)

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from bench import checkpoint, rng
-from bench.config import RunConfig, grad_accum_for, method_config
+from bench.config import ConfigError, RunConfig, grad_accum_for, method_config
 from bench.cost import CostMeter
-from bench.data import BatchMaker, Schedule, slots_for
+from bench.data import BatchMaker, DataError, Schedule, slots_for
 from bench.models import Components
 from bench.rundir import write_run_files
 from bench.worlds import world_of
@@ -148,7 +148,7 @@ class Trainer:
         self.alphas_cumprod = self.comps.scheduler.alphas_cumprod.to(self.device, torch.float32)
         with acc.main_process_first(), self.cost.phase("cache"):
             progress = show_progress and acc.is_main_process
-            self.store = self.world.pairs(cfg.data, progress)
+            self.store = self.world.pairs(cfg, progress)
             source = self.world.latents(self.store, self.comps, cfg.data, self.seed, progress)
         labels = self._labels()
         unpaired = self.method_cls.data == "images"
@@ -172,7 +172,7 @@ class Trainer:
                           if self.method_cls.uses_reference else None)
         self.ref_update = REFERENCE_UPDATES.get(t.ref_update)(**t.ref_update_args)
         if self.reference is not None and self.ref_update.needs_initial_copy and ref_mode != "copy":
-            raise ValueError(f"train.ref_update={t.ref_update} moves the reference weights, which needs "
+            raise ConfigError(f"train.ref_update={t.ref_update} moves the reference weights, which needs "
                              "train.reference=copy (a LoRA-disabled reference is the base model itself)")
         self.initial = ([p.detach().clone() for p in self.reference.parameters()]
                         if self.reference is not None and self.ref_update.needs_initial_copy else None)
@@ -201,9 +201,9 @@ class Trainer:
         if need is None:
             return None
         if need != "reward":
-            raise ValueError(f"method {self.cfg.method!r} needs labels {need!r}, which this trainer cannot provide")
+            raise ConfigError(f"method {self.cfg.method!r} needs labels {need!r}, which this trainer cannot provide")
         if self.store.rewards is None:
-            raise ValueError(f"method {self.cfg.method!r} needs reward labels but {self.cfg.data.source!r} has no "
+            raise DataError(f"method {self.cfg.method!r} needs reward labels but {self.cfg.data.source!r} has no "
                              "reward_0/reward_1 columns: run `bench label --data SRC --out FILE` and train with "
                              "data.labels=FILE")
         from methods.labels import score_bounds, smoothed_preference
@@ -227,7 +227,8 @@ class Trainer:
         try:
             import bitsandbytes as bnb
         except ImportError:
-            raise ImportError("train.optimizer=adamw8bit needs bitsandbytes: pip install 'bench-align[bnb]'") from None
+            raise ConfigError("train.optimizer=adamw8bit needs bitsandbytes: pip install 'bench-align[bnb]' (or "
+                              "train.optimizer=adamw)") from None
         return bnb.optim.AdamW8bit(params, lr=self.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps,
                                    weight_decay=t.weight_decay)
 
@@ -346,6 +347,9 @@ class Trainer:
     def _resume(self) -> int:
         folder = checkpoint.latest(self.run_dir / "checkpoints")
         if folder is None:
+            if (self.run_dir / "weights").is_dir():
+                raise ConfigError(f"{self.run_dir} finished without checkpoints (train.checkpoint_every=0), so it "
+                                  "cannot be resumed or extended; train a new run (--name) with checkpoint_every > 0")
             return 0
         self.accelerator.load_state(str(folder))
         state = checkpoint.trainer_state(folder)

@@ -33,8 +33,9 @@ class World:
         ``model.init_unet``) and the training noise schedule in ``scheduler.alphas_cumprod``."""
         raise NotImplementedError
 
-    def pairs(self, data: DataConfig, show_progress: bool) -> Any:
-        """The usable pairs, winner first: ``len()``, ``report()``, ``captions``, ``rewards`` ((N, 2) or None)."""
+    def pairs(self, cfg: RunConfig, show_progress: bool) -> Any:
+        """The usable pairs of ``cfg.data``, winner first: ``len()``, ``report()``, ``captions``, ``rewards`` ((N, 2)
+        or None). The whole config comes in: a world may generate pairs with the run's starting model."""
         raise NotImplementedError
 
     def latents(self, store: Any, comps: Any, data: DataConfig, seed: int, show_progress: bool) -> Any:
@@ -75,10 +76,10 @@ class DiffusersWorld(World):
             load_init_unet(comps, cfg.model.init_unet)
         return comps
 
-    def pairs(self, data: DataConfig, show_progress: bool):
+    def pairs(self, cfg: RunConfig, show_progress: bool):
         from bench.data import prepare_pairs
 
-        return prepare_pairs(data, show_progress=show_progress)
+        return prepare_pairs(cfg.data, show_progress=show_progress)
 
     def latents(self, store, comps, data: DataConfig, seed: int, show_progress: bool):
         from bench.data import VaeLatents, build_cache

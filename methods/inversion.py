@@ -94,7 +94,7 @@ def invert(x0: Tensor, t: Tensor, cond: Cond, unet: UNetFn, alphas_cumprod: Tens
         raise ValueError(f"unknown inversion mode {mode!r}; use one of {MODES}")
     check_end(end)
     if eta and noise is None:
-        raise ValueError("eta > 0 needs a noise callable (noise(stream) -> tensor of x0's shape)")
+        raise ValueError("eta > 0 needs a noise callable (noise(stream, idx) -> noise for the rows idx of x0)")
     if t.shape != (x0.shape[0],):
         raise ValueError(f"t must have shape ({x0.shape[0]},), one timestep per latent; got {tuple(t.shape)}")
     T = len(alphas_cumprod)

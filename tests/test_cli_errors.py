@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -32,7 +33,7 @@ CASES = [
     ("negative lr", [*TRAIN, "train.lr=-1"], "train.lr must be > 0"),
     ("negative beta", [*TRAIN, "beta=-5"], "method.beta must be > 0"),
     ("negative checkpoint interval", [*TRAIN, "checkpoint_every=-1"], "train.checkpoint_every must be >= 0"),
-    ("zero keep_checkpoints", [*TRAIN, "keep_checkpoints=0"], "train.keep_checkpoints must be >= 1"),
+    ("negative keep_checkpoints", [*TRAIN, "keep_checkpoints=-1"], "train.keep_checkpoints must be >= 0"),
     ("caption dropout above 1", [*TRAIN, "data.caption_dropout=2"], "data.caption_dropout must be in [0, 1]"),
     ("resolution not a multiple of 8", [*TRAIN, "model.resolution=30"], "model.resolution must be"),
     ("zero eval images", [*TRAIN, "eval.images_per_prompt=0"], "eval.images_per_prompt must be >= 1"),
@@ -41,7 +42,7 @@ CASES = [
     ("typo in a method, --help-config", ["train", "--method", "dpoo", "--help-config"], "Did you mean 'dpo'"),
     ("unknown model", ["train", "--model", "no-such-model"], "unknown model"),
     ("non-finite training", [*TRAIN, "train.lr=1e12", "max_grad_norm=0", "steps=6"], "non-finite"),
-    ("--resume with no run", ["train", "--resume", "--model", "tiny-sd15"], "with a saved config.json"),
+    ("--resume with no run", ["train", "--resume", "--model", "tiny-sd15"], "no resumable tiny-sd15 run"),
     ("eval with 0 steps", ["eval", "--model", "tiny-sd15", "--steps", "0"], "eval.steps must be >= 1"),
     ("eval with a scorer typo", ["eval", "--model", "tiny-sd15", "--metrics", "toy-pickscor"],
      "Did you mean 'toy-pickscore'"),
@@ -67,7 +68,8 @@ def test_bad_input_gets_one_line_and_leaves_nothing(case, argv, phrase, tmp_path
     errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and phrase in errors[0], result.output
     assert _results(tmp_path) == []
-    left = {p for p in set(tmp_path.rglob("*")) - before if p.is_dir() and (p / "run.json").is_file()}
+    left = {p for p in set(tmp_path.rglob("*")) - before if p.is_dir() and (p / "run.json").is_file()
+            and json.loads((p / "run.json").read_text()).get("status") != "failed"}  # a diverged run keeps its log
     assert not left, f"{case}: left {left}"
 
 
@@ -94,9 +96,20 @@ def test_resume_refuses_what_the_checkpoint_fixes_and_records_what_runs(tmp_path
     metrics = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert cfg["train"]["steps"] == 5 and [m["step"] for m in metrics] == [1, 2, 3, 4, 5]
     assert {m["lr"] for m in metrics} == {cfg["train"]["lr"]} and cfg["train"]["batch_size"] == 4
-    # --resume without --name resumes the newest matching run, and says so
+    # resumed through the CLI (3 steps, then extended to 5) equals 5 uninterrupted steps, bit for bit
+    u = _train(tmp_path, "--name", "U", "steps=5", "checkpoint_every=1", "train.lr=1e-5")
+    assert u.exit_code == 0, u.output
+    from safetensors.torch import load_file
+    wr, wu = (load_file(str(tmp_path / "runs" / n / "weights/unet/diffusion_pytorch_model.safetensors"))
+              for n in ("R", "U"))
+    assert all(torch.equal(wr[k], wu[k]) for k in wr)
+    # a run that wrote no checkpoint cannot be extended: refused, not silently retrained from step 0
+    assert _train(tmp_path, "--name", "N", "steps=2").exit_code == 0
+    n = _train(tmp_path, "--resume", "--name", "N", "steps=3")
+    assert n.exit_code == 2 and "cannot be resumed or extended" in n.output and "Traceback" not in n.output
+    # --resume without --name resumes the newest matching run (U, just written), and says so
     again = _train(tmp_path, "--resume", "steps=6")
-    assert again.exit_code == 0 and "resuming the newest" in again.output and "runs/R" in again.output
+    assert again.exit_code == 0 and "resuming the newest" in again.output and "runs/U" in again.output
 
 
 def test_stale_temporary_checkpoints_are_removed(tmp_path):

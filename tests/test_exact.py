@@ -144,6 +144,18 @@ def test_bench_run_writes_the_same_run_directory_schema(tmp_path, monkeypatch):
     assert list(df.index) == [base.name, "k"]
     ls = CliRunner().invoke(app, ["ls", "models"])
     assert "exact" in ls.output
+    # new weights in the run (here: the base model's own) are re-evaluated by `bench eval --checkpoint`, never
+    # reported from the old samples; with the base's weights and the same noises the run equals the base exactly
+    import shutil
+
+    import pandas as pd
+
+    shutil.copy(MODEL_DIR / "unet/diffusion_pytorch_model.safetensors",
+                run.path / "weights/unet/diffusion_pytorch_model.safetensors")
+    res = CliRunner().invoke(app, ["eval", "--checkpoint", str(run.path), "--quiet"])
+    assert res.exit_code == 0, res.output
+    ours, theirs = (pd.read_parquet(p / "eval/exact-test-ddim20/scores.parquet") for p in (run.path, base))
+    assert ours["reward"].tolist() == theirs["reward"].tolist()
 
 
 # --------------------------------------------------------------------------------------------------------------------

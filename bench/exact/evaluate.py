@@ -83,8 +83,9 @@ def prompt_set_hash(captions: list[str], n: int, seed: int) -> str:
 
 
 def evaluate(out_dir: Path, world: World, model: torch.nn.Module, split: str, n: int, steps_list: list[int],
-             seed: int = 0, target_n: int = 512) -> list[Path]:
-    """Write one evaluation per DDIM step count into ``out_dir/eval/``; returns their folders."""
+             seed: int = 0, target_n: int = 512, key: str = "") -> list[Path]:
+    """Write one evaluation per DDIM step count into ``out_dir/eval/``; returns their folders. ``key`` (what was
+    evaluated: weights, protocol) is stored in each exact.json, so a later evaluation knows whether it is current."""
     caps = world.captions(split)
     folders = []
     for steps in steps_list:
@@ -100,7 +101,8 @@ def evaluate(out_dir: Path, world: World, model: torch.nn.Module, split: str, n:
                             {m: {"scorer_version": VERSION, "higher_is_better": hib} for m, hib in METRICS.items()},
                             {"sampler": "ddim", "steps": steps, "cfg": 1.0, "resolution": 0, "seed": seed})
         np.savez_compressed(folder / "samples.npz", x=x, prompt_id=df["prompt_id"].to_numpy())
-        (folder / "exact.json").write_text(json.dumps(distances(world, x, caps, n, seed, target_n), indent=2) + "\n")
+        (folder / "exact.json").write_text(json.dumps({"key": key, **distances(world, x, caps, n, seed, target_n)},
+                                                      indent=2) + "\n")
         folders.append(folder)
     return folders
 

@@ -12,7 +12,6 @@ headline), on the split ``eval.prompts`` (``exact-test``: the 16 held-out condit
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -26,6 +25,7 @@ from bench.exact import evaluate as ev
 from bench.exact.model import ExactDenoiser
 from bench.exact.sources import ExactLatents, read_pairs, source_file
 from bench.exact.world import World
+from bench.rundir import write_eval_run_json
 from bench.worlds import World as WorldBase
 from bench.worlds import require
 
@@ -40,8 +40,6 @@ def split_of(prompts: str) -> str:
 
 
 def step_counts(cfg: RunConfig) -> list[int]:
-    if cfg.eval.steps < 1:
-        raise ConfigError(f"eval.steps must be >= 1, got {cfg.eval.steps}")
     return sorted(set(STEP_COUNTS) | {cfg.eval.steps})
 
 
@@ -68,6 +66,8 @@ class ExactWorld(WorldBase):
         require(m.vae is None, "model.vae: the exact world has no VAE (its latent codec is the identity)")
         require(cfg.train.mixed_precision == "no", "train.mixed_precision: the exact world trains in float32; set "
                                                    "train.mixed_precision=no")
+        require(cfg.train.noise_offset == 0, "train.noise_offset: offset noise is a per-channel image constant; the "
+                                             "exact world's base model was trained without it (set it to 0)")
         name, path, family, _ = resolve_model(m.name)
         unet = load_denoiser(Path(path) / "unet").train().to(device)
         comps = Components(name, path, family, family, 0, unet, None, [], [], sd_scheduler(),
@@ -76,15 +76,19 @@ class ExactWorld(WorldBase):
             load_init_unet(comps, m.init_unet)
         return comps
 
-    def pairs(self, data, show_progress):
+    def pairs(self, cfg, show_progress):
+        """The pairs of ``cfg.data.source``; on-policy samples come from the run's starting denoiser (the model's,
+        or ``model.init_unet``)."""
+        data = cfg.data
         require(data.split == "train", f"data.split={data.split!r}: exact-world pairs are on the train conditions "
                                        "(data.split=train); the held-out ones are for evaluation")
         require(data.labels is None, "data.labels: exact-world pairs carry their closed-form reward_0/reward_1; "
                                      "leave data.labels unset")
-        from bench.models import resolve_model
+        from bench.models import init_unet_folder, resolve_model
 
-        path = Path(resolve_model("exact")[1])
-        file = source_file(data.source, data, self.world, path, lambda: load_denoiser(path / "unet"))
+        unet = init_unet_folder(cfg.model.init_unet) if cfg.model.init_unet else \
+            Path(resolve_model(cfg.model.name)[1]) / "unet"
+        file = source_file(data.source, data, self.world, unet.parent, lambda: load_denoiser(unet))
         return read_pairs(file, data, self.world)
 
     def latents(self, store, comps, data, seed, show_progress):
@@ -104,11 +108,22 @@ class ExactWorld(WorldBase):
     def headline_set(self, cfg: RunConfig) -> str:
         return ev.set_name(split_of(cfg.eval.prompts), cfg.eval.steps)
 
-    def _evaluate_one(self, out: Path, model: torch.nn.Module, cfg: RunConfig) -> None:
-        split = split_of(cfg.eval.prompts)
-        todo = [s for s in step_counts(cfg) if not (out / "eval" / ev.set_name(split, s) / "exact.json").is_file()]
+    def _evaluate_one(self, out: Path, unet_folder: Path, cfg: RunConfig) -> None:
+        """Evaluate the denoiser in ``unet_folder`` into ``out`` at every step count not already evaluated with these
+        exact weights, samples per condition, seed and world (the key stored in each exact.json)."""
+        from evaluators.scorers._weights import file_sha256
+
+        split, e = split_of(cfg.eval.prompts), cfg.eval
+        weights = [file_sha256(str(f)) for f in sorted(unet_folder.glob("*.safetensors"))]  # 0.9 MB: hash the content
+        key = json.dumps([ev.VERSION, self.world.cfg.fingerprint(), e.images_per_prompt, e.seed, weights])
+
+        def current(steps: int) -> bool:
+            f = out / "eval" / ev.set_name(split, steps) / "exact.json"
+            return f.is_file() and json.loads(f.read_text()).get("key") == key
+
+        todo = [s for s in step_counts(cfg) if not current(s)]
         if todo:
-            ev.evaluate(out, self.world, model, split, cfg.eval.images_per_prompt, todo, cfg.eval.seed)
+            ev.evaluate(out, self.world, load_denoiser(unet_folder), split, e.images_per_prompt, todo, e.seed, key=key)
 
     def evaluate(self, run_dir, cfg, state, quiet, echo):
         from bench.models import resolve_model
@@ -116,17 +131,11 @@ class ExactWorld(WorldBase):
 
         split = split_of(cfg.eval.prompts)
         base = self.base_dir(cfg)
-        if not (base / "run.json").is_file():
-            base.mkdir(parents=True, exist_ok=True)
-            name, path, _, _ = resolve_model(cfg.model.name)
-            (base / "run.json").write_text(json.dumps({
-                "schema_version": 1, "name": base.name, "kind": "eval", "method": None, "model": name,
-                "model_path": path, "vae": None,
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, indent=2))
+        write_eval_run_json(base, *resolve_model(cfg.model.name)[:2], None)
         echo(f"evaluating exactly on {cfg.eval.prompts} ({len(self.world.captions(split))} conditions x "
              f"{cfg.eval.images_per_prompt} fixed noises), DDIM {', '.join(map(str, step_counts(cfg)))} steps")
-        self._evaluate_one(base, load_denoiser(Path(resolve_model(cfg.model.name)[1]) / "unet"), cfg)
-        self._evaluate_one(run_dir, load_denoiser(Path(run_dir) / "weights" / "unet"), cfg)
+        self._evaluate_one(base, Path(resolve_model(cfg.model.name)[1]) / "unet", cfg)
+        self._evaluate_one(Path(run_dir), Path(run_dir) / "weights" / "unet", cfg)
         head = self.headline_set(cfg)
         table = render(results_table([base, run_dir], prompt_set=head), "md")
         wins = render(win_rate_table([run_dir], base, prompt_set=head), "md")

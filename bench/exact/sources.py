@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.config import ConfigError, DataConfig
+from bench.config import DataConfig
 from bench.data import DataError, data_cache_dir
 from bench.exact.model import encode_conditions
 from bench.exact.world import World
@@ -177,9 +177,7 @@ class ExactLatents:
         self.store, self.world = store, world
         self.shape = (2,)
 
-    def x0(self, step, slots, pairs, which, flips) -> torch.Tensor:
-        if any(any(f) for f in flips):
-            raise ConfigError("the exact world's samples are points: a flip means nothing; set data.random_flip=false")
+    def x0(self, step, slots, pairs, which, flips) -> torch.Tensor:  # flips are all False (ExactWorld.latents)
         return torch.from_numpy(np.stack([self.store.x[p, ws] for p, ws in zip(pairs, which)]))
 
     def cond(self, pairs, dropped, device) -> Cond:
