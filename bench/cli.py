@@ -433,8 +433,8 @@ def exact_build(out: Optional[Path] = typer.Option(None, help="output folder (de
 @exact_app.command("verify")
 def exact_verify(folder: Optional[Path] = typer.Argument(None, help="assets folder (default: the shipped one)")) -> None:
     """Check the exact world's assets against their manifest's sha256."""
+    from bench.assets import verify
     from bench.exact import ASSETS
-    from bench.exact.build import verify
 
     _exit_with(verify(folder or ASSETS), "intact")
 

@@ -136,6 +136,11 @@ def decode_image(value: Any) -> Image.Image:
 # Validated pairs
 # ----------------------------------------------------------------------------------------------------------------
 
+def pairs_report(n: int, dropped: dict[str, int]) -> str:
+    """"N pairs, K dropped (reason), ..." for the trainer's banner."""
+    return ", ".join([f"{n} pairs"] + [f"{v} dropped ({k})" for k, v in dropped.items() if v])
+
+
 @dataclass
 class PairStore:
     """Usable pairs, winner first. ``rows[i]`` is the source row of pair i; ``swap[i]`` means jpg_1 won."""
@@ -158,8 +163,7 @@ class PairStore:
         return (b, a) if self.swap[i] else (a, b)
 
     def report(self) -> str:
-        parts = [f"{len(self)} pairs"] + [f"{v} dropped ({k})" for k, v in self.dropped.items() if v]
-        return ", ".join(parts)
+        return pairs_report(len(self), self.dropped)
 
 
 def prepare_pairs(cfg: DataConfig, show_progress: bool = True) -> PairStore:

@@ -99,9 +99,18 @@ def _tiny_text_config(hidden: int, with_projection: bool):
                           bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
 
 
+def sd15_noise_scheduler():
+    """The SD1.5 training noise schedule (DDPM, scaled linear 0.00085 -> 0.012, 1000 steps) that the tiny, random and
+    exact models are built with."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                         clip_sample=False, steps_offset=1)
+
+
 def build_tiny(folder: Path, sdxl: bool, sample_size: int = 32) -> None:
     """A tiny SD1.5- or SDXL-shaped model from config (seed 0), saved in diffusers format in ``folder``."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
@@ -119,8 +128,7 @@ def build_tiny(folder: Path, sdxl: bool, sample_size: int = 32) -> None:
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                         layers_per_block=1, norm_num_groups=8, sample_size=sample_size)
-    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              num_train_timesteps=1000, clip_sample=False, steps_offset=1)
+    scheduler = sd15_noise_scheduler()
     folder.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(folder / "unet")
     vae.save_pretrained(folder / "vae")
@@ -144,7 +152,7 @@ def build_tiny(folder: Path, sdxl: bool, sample_size: int = 32) -> None:
 def build_from_published_config(folder: Path, family: str) -> None:
     """The published SD1.5 / SDXL architecture (bench/configs/<family>.json) with random weights (seed 0), saved in
     fp16 as a diffusers folder: for speed and memory benchmarks where the real weights are not needed."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     spec = json.loads((Path(__file__).parent / "configs" / f"{family}.json").read_text())
@@ -152,8 +160,7 @@ def build_from_published_config(folder: Path, family: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     UNet2DConditionModel(**spec["unet"]).half().save_pretrained(folder / "unet")
     AutoencoderKL(**spec["vae"]).half().save_pretrained(folder / "vae")
-    DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                  clip_sample=False, steps_offset=1).save_pretrained(folder / "scheduler")
+    sd15_noise_scheduler().save_pretrained(folder / "scheduler")
     index = {"_class_name": "StableDiffusionXLPipeline" if family == "sdxl" else "StableDiffusionPipeline",
              "_diffusers_version": "0.30.0", "scheduler": ["diffusers", "DDPMScheduler"],
              "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}

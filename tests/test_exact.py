@@ -71,7 +71,7 @@ def test_tilted_target_raises_the_reward_and_sampling_is_exact():
 
 
 def test_shipped_base_model_is_good_not_perfect():
-    from bench.exact.build import verify
+    from bench.assets import verify
     from bench.exact.evaluate import base_fidelity
     from bench.exact.plugin import load_denoiser
 

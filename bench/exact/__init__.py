@@ -2,7 +2,7 @@
 
 ``bench.exact.world`` (density, conditions, raters, reward, tilted target), ``bench.exact.model`` (the denoiser, its
 condition encoder, DDIM sampling), ``bench.exact.build`` (the base model's deterministic training and shipped
-assets), ``bench.exact.sources`` (the preference sources in the Pick-a-Pic schema), ``bench.exact.evaluate`` (exact
+assets, checked by ``bench.assets.verify``), ``bench.exact.sources`` (the preference sources in the Pick-a-Pic schema), ``bench.exact.evaluate`` (exact
 evaluation and plots) and ``bench.exact.plugin`` (the :class:`bench.worlds.World` that the trainer and ``bench run``
 use). See results/exact/README.md.
 """

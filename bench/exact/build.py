@@ -23,9 +23,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bench.exact.model import ExactDenoiser, encode_conditions, sd_scheduler
+from bench.exact.model import ExactDenoiser, encode_conditions
+from bench.models import sd15_noise_scheduler
 from bench.exact.world import World, WorldConfig
-from evaluators.scorers._weights import file_sha256
+from bench.assets import file_hashes
 from methods.base import Cond
 from methods.diffusion import forward_noise, per_sample_error
 
@@ -46,7 +47,7 @@ def train_base(world: World, cfg: BuildConfig, log: Callable[[str], None] = prin
     model = ExactDenoiser(data_dim=2, cond_dim=world.cfg.n_modes, width=cfg.width, blocks=cfg.blocks)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / cfg.steps)))
-    abar = sd_scheduler().alphas_cumprod.float()
+    abar = sd15_noise_scheduler().alphas_cumprod.float()
     g = np.random.default_rng([cfg.seed, 3])
     tg = torch.Generator().manual_seed(cfg.seed)
     caps = world.captions("train")
@@ -80,10 +81,10 @@ def build(out: Path, cfg: BuildConfig = BuildConfig(), world_cfg: WorldConfig = 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".exact-build-", dir=out.parent))
     model.save_pretrained(tmp / "model" / "unet", safe_serialization=True)
-    sd_scheduler().save_pretrained(tmp / "model" / "scheduler")
+    sd15_noise_scheduler().save_pretrained(tmp / "model" / "scheduler")
     from bench.exact.evaluate import base_fidelity
 
-    files = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    files = file_hashes(tmp)
     manifest = {"build": asdict(cfg), "world": asdict(world_cfg), "world_fingerprint": world_cfg.fingerprint(),
                 "files": files, "torch": torch.__version__, "base_model": base_fidelity(world, model)}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -92,22 +93,6 @@ def build(out: Path, cfg: BuildConfig = BuildConfig(), world_cfg: WorldConfig = 
     os.replace(tmp, out)
     log(f"exact world assets written to {out}: {json.dumps(manifest['base_model'])}")
     return out
-
-
-def verify(folder: Path) -> list[str]:
-    """Problems with the assets in ``folder`` against their manifest (missing or changed files)."""
-    folder = Path(folder)
-    man = folder / "manifest.json"
-    if not man.is_file():
-        return [f"{man} is missing: rebuild with `bench exact build`"]
-    problems = []
-    for rel, sha in json.loads(man.read_text())["files"].items():
-        p = folder / rel
-        if not p.is_file():
-            problems.append(f"missing {rel}")
-        elif file_sha256(p) != sha:
-            problems.append(f"changed {rel}")
-    return problems
 
 
 def check_rebuild(folder: Path, log: Callable[[str], None] = print) -> list[str]:

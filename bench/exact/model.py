@@ -15,17 +15,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from diffusers import ConfigMixin, DDIMScheduler, DDPMScheduler, ModelMixin
+from diffusers import ConfigMixin, DDIMScheduler, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from bench.models import sd15_noise_scheduler
 from methods.base import Cond
-
-
-def sd_scheduler() -> DDPMScheduler:
-    """The SD1.5 training noise schedule (scaled linear 0.00085 -> 0.012, 1000 steps), as every model here uses."""
-    return DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                         clip_sample=False, steps_offset=1)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -78,7 +73,7 @@ def ddim_sample(denoiser: nn.Module, noise: torch.Tensor, cond: Cond, steps: int
     """Deterministic DDIM (eta 0, no guidance) from the initial noise ``noise`` (B, D) with ``steps`` steps, with
     diffusers' DDIMScheduler on the model's training schedule (SD1.5 settings: leading spacing, steps_offset 1,
     set_alpha_to_one False)."""
-    sched = DDIMScheduler.from_config(scheduler_config or sd_scheduler().config)
+    sched = DDIMScheduler.from_config(scheduler_config or sd15_noise_scheduler().config)
     sched.set_timesteps(steps)
     x = noise.float() * sched.init_noise_sigma
     for t in sched.timesteps:

@@ -55,8 +55,9 @@ class ExactWorld(WorldBase):
 
     # ---- training ----------------------------------------------------------------------------------------------
     def load(self, cfg: RunConfig, device):
+        from diffusers import DDPMScheduler
+
         from bench.models import Components, load_init_unet, model_identity, resolve_model
-        from bench.exact.model import sd_scheduler
 
         m = cfg.model
         require(m.lora_rank == 0, "model.lora_rank: the exact world's denoiser is an MLP with no attention layers "
@@ -70,7 +71,8 @@ class ExactWorld(WorldBase):
                                              "exact world's base model was trained without it (set it to 0)")
         name, path, family, _ = resolve_model(m.name)
         unet = load_denoiser(Path(path) / "unet").train().to(device)
-        comps = Components(name, path, family, family, 0, unet, None, [], [], sd_scheduler(),
+        scheduler = DDPMScheduler.from_pretrained(str(Path(path) / "scheduler"))  # the shipped training schedule
+        comps = Components(name, path, family, family, 0, unet, None, [], [], scheduler,
                            model_identity(path))
         if m.init_unet:
             load_init_unet(comps, m.init_unet)

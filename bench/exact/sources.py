@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from bench.config import DataConfig
-from bench.data import DataError, data_cache_dir
+from bench.data import DataError, data_cache_dir, pairs_report
 from bench.exact.model import encode_conditions
 from bench.exact.world import World
 from methods.base import Cond
@@ -125,7 +125,7 @@ class ExactPairs:
         return len(self.x)
 
     def report(self) -> str:
-        return ", ".join([f"{len(self)} pairs"] + [f"{v} dropped ({k})" for k, v in self.dropped.items() if v])
+        return pairs_report(len(self), self.dropped)
 
 
 def read_pairs(path: Path, data: DataConfig, world: World) -> ExactPairs:

@@ -33,16 +33,11 @@ from bench.toy import ASSETS
 from bench.toy.basemodel import BaseModelConfig, fidelity_report, generate, load_pipeline, train_base_model
 from bench.toy.preferences import PairsConfig, make_pairs, summary
 from bench.toy.world import heldout_prompts
-from evaluators.scorers._weights import file_sha256
+from bench.assets import file_hashes
+from bench.assets import verify as verify_assets
 
 MANIFEST_VERSION = 1
 EVAL_STEPS, EVAL_CFG, EVAL_IMAGES_PER_PROMPT = 20, 4.0, 4  # the base-model fidelity measurement of the report
-
-
-def file_hashes(folder: Path) -> dict[str, str]:
-    folder = Path(folder)
-    return {str(p.relative_to(folder)): file_sha256(str(p)) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in ("manifest.json", "report.json")}
 
 
 def environment() -> dict:
@@ -117,14 +112,8 @@ def build(out_dir: Path = ASSETS, seed: int = 0, model: dict | None = None, pair
 
 
 def verify(folder: Path = ASSETS) -> list[str]:
-    """Problems of a built folder against its manifest (missing, extra or changed files); empty when intact."""
-    folder = Path(folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    have = file_hashes(folder)
-    problems = [f"missing {f}" for f in manifest["files"] if f not in have]
-    problems += [f"unexpected {f}" for f in have if f not in manifest["files"]]
-    problems += [f"changed {f}" for f, h in manifest["files"].items() if f in have and have[f] != h]
-    return problems
+    """Problems of the toy assets against their manifest (:func:`bench.assets.verify`); empty when intact."""
+    return verify_assets(folder)
 
 
 def compare(a: Path, b: Path) -> list[str]:
