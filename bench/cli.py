@@ -233,6 +233,29 @@ def reproduce(model: str = typer.Option("toy", "--model", help="registered model
         run_reproduce(model, output_dir, overrides or [], chosen, quiet, echo=typer.echo)
 
 
+@app.command()
+def sweep(model: str = typer.Option("toy", "--model", help="registered model name; default: the embedded toy world"),
+          output_dir: Path = typer.Option(Path("runs/sweep"), "--output-dir"),
+          only: Optional[str] = typer.Option(None, help="comma-separated recipe names (default: all)"),
+          test_images_per_prompt: Optional[int] = typer.Option(
+              None, help="seeds per test prompt (default: twice eval.images_per_prompt)"),
+          overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every run."),
+          quiet: bool = _QUIET) -> None:
+    """Equal tuning budget: five configurations per method around its preset, selected on validation prompts,
+    reported on disjoint test prompts (bench/sweep.py)."""
+    from bench.runner import RECIPES
+    from bench.sweep import sweep as run_sweep
+
+    _quiet_libraries()
+    names = [r[0] for r in RECIPES]
+    chosen = only.split(",") if only else None
+    unknown = [n for n in chosen or [] if n not in names]
+    if unknown:
+        _fail(ValueError(f"unknown recipe(s) {unknown}; choose from {', '.join(names)}"))
+    with _one_line_errors():
+        run_sweep(model, output_dir, overrides or [], chosen, test_images_per_prompt, quiet, echo=typer.echo)
+
+
 @app.command("eval")
 def eval_(model: Optional[str] = typer.Option(None, "--model", help="a base model to evaluate"),
           checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="a run directory to evaluate"),
@@ -389,7 +412,8 @@ app.add_typer(toy_app, name="toy")
 @toy_app.command("build")
 def toy_build(out: Optional[Path] = typer.Option(None, help="output folder (default: the shipped bench/toy/assets)"),
               seed: int = typer.Option(0)) -> None:
-    """Train the toy base model, sample and panel-label the preference pairs, write model/, pairs.parquet, manifest."""
+    """Train the toy base model and the generator zoo, sample and panel-label the preference pairs, write model/,
+    pairs.parquet, manifest.json, report.json (about 50 minutes on 2 CPU cores)."""
     from bench.toy import ASSETS
     from bench.toy.build import build
 
@@ -408,7 +432,7 @@ def toy_verify(folder: Optional[Path] = typer.Argument(None, help="assets folder
 
 @toy_app.command("check")
 def toy_check(folder: Optional[Path] = typer.Argument(None, help="assets folder (default: the shipped one)")) -> None:
-    """Rebuild with the manifest's parameters in a temporary folder and compare file by file (about 20 minutes)."""
+    """Rebuild with the manifest's parameters in a temporary folder and compare file by file (about 50 minutes)."""
     from bench.toy import ASSETS
     from bench.toy.build import check_rebuild
 

@@ -126,13 +126,17 @@ class EvalConfig:
     #: use only the first N prompts (an equal share per style); None = all
     limit: int | None = None
     #: comma-separated registered scorers (bench ls scorers)
-    metrics: str = "toy-pickscore,toy-hps,toy-imagereward,toy-aesthetic"
+    metrics: str = "toy-pickscore,toy-hps,toy-imagereward,toy-aesthetic,toy-fidelity,toy-quality"
     images_per_prompt: int = 1
     sampler: str = "ddim"
     steps: int = 25
     cfg: float = 5.0
     #: None = the training resolution
     resolution: int | None = None
+    #: `bench sweep`: the prompt set every configuration is selected on and the disjoint one the selected
+    #: configuration is reported on (None: the family defines none; pass them as eval.val_prompts=...)
+    val_prompts: str | None = None
+    test_prompts: str | None = None
     seed: int = 0
     batch_size: int = 8
 

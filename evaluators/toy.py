@@ -20,7 +20,7 @@ Everything here is programmatic (numpy + PIL; torch only for the returned tensor
   positive weight vector over the ten features (jittered per rater), a judgement noise and a tie margin. A rater's
   utility is ``w . f``; judging a pair adds Gaussian noise to the utility difference and calls a tie within the
   margin. The panel's mean utility ``U = mean_r(w_r) . f`` is what toy-pickscore reports.
-* **Scorers**: ``toy-pickscore`` (panel mean utility; raw score ``LO + (HI - LO) * U`` with SmPO's PickScore bounds,
+* **Scorers** (``toy-fidelity`` and ``toy-quality`` report the two halves separately, 0-100): ``toy-pickscore`` (panel mean utility; raw score ``LO + (HI - LO) * U`` with SmPO's PickScore bounds,
   so SmPO's default normalisation recovers exactly U; score = 100 x raw), ``toy-hps`` (fidelity heavy, "cosine" x 100),
   ``toy-imagereward`` (fidelity + quality, z-normalised with fixed constants), ``toy-aesthetic`` (quality only,
   1-10, prompt ignored).
@@ -144,15 +144,30 @@ def heldout_prompts() -> list[str]:
     return [make_prompt(a) for a in heldout_attributes()]
 
 
+def val_test_prompts() -> tuple[list[str], list[str]]:
+    """The held-out prompts split in two halves of 32 (a seeded permutation): ``toy:val`` to select a method's
+    configuration on, ``toy:test`` to report it on (``bench sweep``)."""
+    held = heldout_prompts()
+    perm = np.random.default_rng([SPLIT_SEED, 1]).permutation(len(held))
+    half = len(held) // 2
+    return [held[i] for i in sorted(perm[:half])], [held[i] for i in sorted(perm[half:])]
+
+
+TOY_SPLITS = ("heldout", "train", "val", "test")
+
+
 def toy_prompt_set(source: str | None = None, split: str = "heldout"):
-    """The ``toy`` prompt set: the 64 held-out prompts (``toy:train`` or ``split=train``: the 260 training ones)."""
+    """The ``toy`` prompt set: the 64 held-out prompts; ``toy:train`` (or ``split=train``) the 260 training ones,
+    ``toy:val`` / ``toy:test`` the two halves of the held-out ones (:func:`val_test_prompts`)."""
     from evaluators.prompts import PromptSet, PromptSetError
 
     split = source or split
-    if split not in ("heldout", "train"):
-        raise PromptSetError(f"toy prompt set: split {split!r} is not 'heldout' or 'train' (e.g. --prompts toy:train)")
-    prompts = heldout_prompts() if split == "heldout" else train_prompts()
-    return PromptSet("toy" if split == "heldout" else "toy-train", prompts, None, f"evaluators.toy ({split} split)")
+    if split not in TOY_SPLITS:
+        raise PromptSetError(f"toy prompt set: split {split!r} is not one of {', '.join(TOY_SPLITS)} "
+                             "(e.g. --prompts toy:train)")
+    prompts = {"heldout": heldout_prompts, "train": train_prompts, "val": lambda: val_test_prompts()[0],
+               "test": lambda: val_test_prompts()[1]}[split]()
+    return PromptSet("toy" if split == "heldout" else f"toy-{split}", prompts, None, f"evaluators.toy ({split} split)")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -542,4 +557,27 @@ class ToyAesthetic(_ToyScorer):
         return 1.0 + 9.0 * (f[:, 5:] @ QUALITY_MEAN_W)
 
 
-TOY_SCORERS = {c.name: c for c in (ToyPickScore, ToyHPS, ToyImageReward, ToyAesthetic)}
+class ToyFidelity(_ToyScorer):
+    """Attribute fidelity alone: 100 x the mean of the five fidelity features (the soft probability that the image
+    shows the prompt's colour, shape, size, position and background), 0-100. No quality term."""
+
+    name = "toy-fidelity"
+    preprocessing = "toy analysis (32x32 box resize); 100 x mean of the five fidelity features"
+
+    def _value(self, f):
+        return 100.0 * f[:, :5].mean(axis=1)
+
+
+class ToyQuality(_ToyScorer):
+    """Visual quality alone: 100 x the mean of the five quality features, 0-100; prompt ignored (toy-aesthetic is
+    the same features weighted on a 1-10 scale)."""
+
+    name = "toy-quality"
+    uses_prompt = False
+    preprocessing = "toy analysis (32x32 box resize); 100 x mean of the five quality features"
+
+    def _value(self, f):
+        return 100.0 * f[:, 5:].mean(axis=1)
+
+
+TOY_SCORERS = {c.name: c for c in (ToyPickScore, ToyHPS, ToyImageReward, ToyAesthetic, ToyFidelity, ToyQuality)}

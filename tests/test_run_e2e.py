@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,7 +63,7 @@ def test_bench_run_on_the_toy_world_defaults(tmp_path):
               "win_rates.csv", "grid.png"):
         assert (run / f).is_file(), f
     wins = pd.read_csv(run / "win_rates.csv")
-    metrics = ["toy-pickscore", "toy-hps", "toy-imagereward", "toy-aesthetic"]
+    metrics = ["toy-pickscore", "toy-hps", "toy-imagereward", "toy-aesthetic", "toy-fidelity", "toy-quality"]
     assert sorted(wins.metric) == sorted(metrics) and (wins.n == 16).all() and (wins.n_prompts == 8).all()
     assert ((wins.lo <= wins.win_rate) & (wins.win_rate <= wins.hi) & (wins.lo >= 0) & (wins.hi <= 100)).all()
     assert (wins.wins + wins.ties + wins.losses == wins.n).all()
@@ -70,3 +71,61 @@ def test_bench_run_on_the_toy_world_defaults(tmp_path):
     assert "| toy |" in table and all(m in table for m in metrics)
     base = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("base-toy-")]
     assert len(base) == 1
+
+
+def test_bench_sweep_selects_on_validation_and_reports_on_test(tmp_path):
+    """`bench sweep` on the toy world (two recipes, reduced steps and prompts): five configurations each, the selected
+    one is the best on the validation prompts, and only it is evaluated on the test prompts."""
+    from bench.config import resolve
+    from bench.models import resolve_model
+    from bench.sweep import grid
+    from methods import get_method
+
+    for method, n_beta in (("dpo", 2), ("sft", 0)):
+        cfg, _ = resolve(method, "toy", resolve_model("toy")[2], get_method(method), None, [])
+        points = grid(cfg)
+        assert len(points) == 5 and sum("method.beta" in o[0] for _, o in points) == n_beta
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, [
+        "sweep", "--only", "sft,dpo", "--output-dir", str(out), "--quiet", "--test-images-per-prompt", "2",
+        "steps=1", "eval.limit=4", "eval.images_per_prompt=1", "eval.steps=2", "eval.metrics=toy-pickscore,toy-fidelity"])
+    assert result.exit_code == 0, result.output
+    val = pd.read_csv(out / "report" / "validation.csv")
+    names = json.loads((out / "report" / "sweep.json").read_text())
+    assert (names["val_prompts"], names["test_prompts"]) == ("toy-val-n4", "toy-test-n4")
+    assert len(val) == 10 and val.groupby("recipe").selected.sum().tolist() == [1, 1]
+    for recipe, rows in val.groupby("recipe"):
+        best = rows.loc[rows["val toy-pickscore mean"].idxmax()]
+        assert bool(best.selected)
+        for r in rows.itertuples():
+            assert (Path(r.run) / "eval" / "toy-val-n4" / "summary.json").is_file()
+            assert (Path(r.run) / "eval" / "toy-test-n4").is_dir() == bool(r.selected)
+    wins = pd.read_csv(out / "report" / "win_rates.csv")
+    assert sorted(set(wins.metric)) == ["toy-fidelity", "toy-pickscore"] and (wins.n == 8).all()
+    assert (out / "report" / "grid.png").is_file() and "Selected configurations" in (out / "report" / "README.md").read_text()
+
+
+def test_toy_validation_writes_its_four_facts(tmp_path):
+    """`python -m bench.toy.validate` end to end at reduced size: SFT and DPO selected by the sweep, the random-change
+    control with the selected DPO run's per-tensor update norm, the four verdicts and the attribute accuracies."""
+    from safetensors.torch import load_file
+
+    from bench.toy import MODEL_DIR
+    from bench.toy.validate import WEIGHTS, validate
+
+    result = validate(tmp_path / "out", tmp_path / "runs", ["steps=2", "eval.limit=4", "eval.images_per_prompt=1",
+                                                             "eval.steps=2", "eval.metrics=toy-pickscore,toy-fidelity"],
+                      test_images_per_prompt=2)
+    assert len(result["facts"]) == 4 and all(isinstance(v, bool) for v in result["facts"].values())
+    assert set(result["attribute_accuracy"]) == {"base", "sft", "dpo", "random-like-dpo"}
+    for f in ("validation.md", "validation.json", "grid.png"):
+        assert (tmp_path / "out" / f).is_file()
+    base = load_file(str(MODEL_DIR / "unet" / WEIGHTS))
+    dpo = load_file(str(Path(result["runs"]["dpo"]) / "weights" / "unet" / WEIGHTS))
+    rand = load_file(str(Path(result["runs"]["random-like-dpo"]) / "weights" / "unet" / WEIGHTS))
+    for k in list(base)[:5]:  # the same per-tensor norm of the change, another direction
+        d_dpo, d_rand = dpo[k].float() - base[k].float(), rand[k].float() - base[k].float()
+        assert torch.isclose(d_dpo.norm(), d_rand.norm(), rtol=1e-3, atol=1e-6)
+    assert result["random_change_norm"] > 0
+    wins = pd.DataFrame(result["win_rates"])
+    assert set(wins.run) == {Path(p).name for p in result["runs"].values()} and (wins.n == 8).all()

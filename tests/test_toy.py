@@ -14,8 +14,9 @@ from bench.toy import ASSETS, MODEL_DIR, PAIRS_FILE
 from bench.toy.world import (Scene, draw, heldout_attributes, heldout_prompts, sample_scene, train_attributes,
                              train_prompts)
 from evaluators import toy
-from evaluators.toy import (ATTRIBUTES, PICKSCORE_HI, PICKSCORE_LO, Attributes, Panel, ToyAesthetic, ToyHPS,
-                            ToyImageReward, ToyPickScore, all_attributes, analyse, features, make_prompt, parse_prompt)
+from evaluators.toy import (ATTRIBUTES, PICKSCORE_HI, PICKSCORE_LO, Attributes, Panel, ToyAesthetic, ToyFidelity,
+                            ToyHPS, ToyImageReward, ToyPickScore, ToyQuality, all_attributes, analyse, features,
+                            feature_matrix, make_prompt, parse_prompt)
 
 
 def _png_roundtrip(img: Image.Image) -> Image.Image:
@@ -118,7 +119,7 @@ def test_panel_raters_differ_and_ties_occur():
 # Toy scorers
 # ---------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cls", [ToyPickScore, ToyHPS, ToyImageReward, ToyAesthetic])
+@pytest.mark.parametrize("cls", [ToyPickScore, ToyHPS, ToyImageReward, ToyAesthetic, ToyFidelity, ToyQuality])
 def test_toy_scorer_interface(cls):
     from evaluators.scorers.base import Scorer
 
@@ -165,6 +166,72 @@ def test_toy_pickscore_prefers_faithful_images():
     clean = draw(Scene(want, 16.0, 16.0, 9.0))
     aes = ToyAesthetic.from_pretrained().score([clean, noisy], None)
     assert aes[0] > aes[1] and 1.0 <= aes.min() and aes.max() <= 10.0
+
+
+def test_toy_fidelity_and_quality_report_the_two_halves_separately():
+    prompt = "a large red circle in the middle on a white background"
+    want = parse_prompt(prompt)
+    clean = draw(Scene(want, 16.0, 16.0, 9.0))
+    noisy = draw(Scene(want, 16.0, 16.0, 9.0, noise=30.0, noise_seed=2))  # same attributes, worse quality
+    wrong = draw(Scene(Attributes("blue", "triangle", "large", "middle", "white"), 16.0, 16.0, 9.0))  # clean
+    imgs = [clean, noisy, wrong]
+    fid = ToyFidelity.from_pretrained().score(imgs, [prompt] * 3)
+    qual = ToyQuality.from_pretrained().score(imgs, None)
+    f = feature_matrix(imgs, [prompt] * 3)
+    assert torch.allclose(fid, torch.from_numpy(100 * f[:, :5].mean(1)).double())  # hand formula
+    assert torch.allclose(qual, torch.from_numpy(100 * f[:, 5:].mean(1)).double())
+    assert fid[0] > 90 and fid[2] < fid[0] - 30  # colour and shape wrong: two of five attributes lost
+    assert qual[1] < qual[0] - 5 and abs(float(qual[2] - qual[0])) < 2  # noise costs quality; wrong attributes not
+    assert abs(float(fid[1] - fid[0])) < 5
+
+
+def test_val_and_test_prompts_split_the_heldout_prompts():
+    from evaluators.prompts import load_prompts
+
+    val, test = load_prompts("toy:val"), load_prompts("toy:test")
+    assert len(val.prompts) == len(test.prompts) == 32 and not set(val.prompts) & set(test.prompts)
+    assert set(val.prompts) | set(test.prompts) == set(heldout_prompts())
+    assert (val.name, test.name) == ("toy-val", "toy-test")
+
+
+def test_pairs_come_from_the_zoo_pairings(tmp_path):
+    from bench.toy.preferences import PairsConfig, by_generator, chunk_jobs, generator_of, make_pairs, pair_prompts
+
+    cfg = PairsConfig(n_pairs=24, chunk=4)
+    jobs = chunk_jobs(cfg, pair_prompts(cfg))
+    assert len(jobs) == 12 and [j[0] for j in jobs] == [k // 2 for k in range(12)]
+    for k in range(6):  # chunk k compares pairing k, in a drawn slot order
+        assert sorted(j[2] for j in jobs[2 * k:2 * k + 2]) == sorted(cfg.pairings[k].split("/"))
+    assert jobs == chunk_jobs(cfg, pair_prompts(cfg))
+    assert {j[5] for j in jobs} <= set(cfg.cfg_choices)
+    with pytest.raises(ValueError, match="without a model folder"):
+        make_pairs({"toy-base": MODEL_DIR}, cfg)
+    assert generator_of("toy-large ddim20 cfg4 seed12") == "toy-large"
+    df = pd.DataFrame({"model_0": ["a x", "a x", "b x"], "model_1": ["b x", "a x", "a x"],
+                       "label_0": [1.0, 0.5, 1.0], "reward_0": [0.2, 0.1, 0.2], "reward_1": [0.1, 0.1, 0.15]})
+    g = by_generator(df)
+    assert g["a"]["images"] == 4 and g["b"]["images"] == 2
+    assert g["a"]["wins_across"] == 0.5 and g["b"]["wins_across"] == 0.5  # one across-pair win each
+    assert g["a"]["share_of_winners"] == 0.5 and np.isclose(g["b"]["mean_reward"], 0.15)
+
+
+def test_text_pretraining_separates_every_attribute_word(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from bench.models import clip_tokenizer_files
+    from bench.toy.basemodel import BaseModelConfig, pretrain_text, tokenize
+
+    clip_tokenizer_files(tmp_path)
+    tok = CLIPTokenizer.from_pretrained(tmp_path)
+    text = pretrain_text(tok, BaseModelConfig(text_pretrain_steps=150, text_lr=3e-3), log=lambda m: None)
+    assert not any(p.requires_grad for p in text.parameters())
+    base = "a large red square at the top on a white background"
+    variants = [base.replace("at the top", "at the bottom"), base.replace("red", "blue"),
+                base.replace("square", "circle"), base.replace("large", "small"), base.replace("white", "black")]
+    with torch.no_grad():
+        e0 = text(tokenize(tok, [base]))[0]
+        dist = [float((text(tokenize(tok, [v]))[0] - e0).norm()) for v in variants]
+    assert min(dist) > 0.3 * max(dist)  # position as distinct as colour (random joint training: 3%)
 
 
 # ---------------------------------------------------------------------------------------------------------------

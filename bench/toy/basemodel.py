@@ -1,14 +1,16 @@
 """Training the toy base model: real diffusers components at tiny size, trained by the suite's own code on the CPU.
 
 1. A training set of procedural pictures of the TRAIN prompts (:mod:`bench.toy.world`), some degraded (blur, noise,
-   faded colour) and some with an unfaithful caption (one attribute swapped for another training combination), so
-   that the base model is imperfect in both prompt fidelity and visual quality: something to align.
+   faded colour), some with an unfaithful caption (one attribute swapped for another training combination), and
+   many whose position words are redrawn at random (web captions rarely say where things are), so that the base
+   model is imperfect in both prompt fidelity and visual quality: something to align.
 2. An ``AutoencoderKL`` (downsampling 2x: 32x32x3 <-> 16x16x4) trained for reconstruction (L1 + MSE, tiny KL);
-   its ``scaling_factor`` is set to 1 / std of the training latents, as SD's VAE.
-3. A CLIP text encoder (2 layers, width 32; the real CLIP BPE tokenizer) and a ``UNet2DConditionModel`` trained
-   jointly with the standard epsilon-prediction loss on the SD1.5 noise schedule (scaled_linear, 1000 steps),
-   captions dropped 10% of the time (classifier-free guidance), AdamW with warmup + cosine decay, an EMA of the
-   UNet and text encoder weights is what is saved.
+   its ``scaling_factor`` is set to 1 / std of the training latents, as SD's VAE. (Or reused from another model.)
+3. A CLIP text encoder (2 layers, width 32; the real CLIP BPE tokenizer) pre-trained to read each attribute off a
+   caption, then frozen, as SD's CLIP text encoder (:func:`pretrain_text`), and a ``UNet2DConditionModel`` trained
+   with the standard epsilon-prediction loss on the SD1.5 noise schedule (scaled_linear, 1000 steps), with offset
+   noise, captions dropped 10% of the time (classifier-free guidance), AdamW with warmup + cosine decay; an EMA of
+   the UNet weights is what is saved. (``text_pretrain_steps=0``: the first build's joint training from random.)
 4. Saved in diffusers format (fp16 safetensors, loaded as fp32 by ``StableDiffusionPipeline.from_pretrained``).
 
 Everything is seeded and runs with a fixed number of torch threads, so a rebuild on the same machine reproduces the
@@ -20,7 +22,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +43,10 @@ class BaseModelConfig:
     n_images: int = 16384  # rendered training pictures
     degrade: float = 0.2  # fraction of degraded pictures (blur, noise or fade)
     caption_noise: float = 0.1  # fraction of captions with one attribute wrong
+    # fraction of captions whose position phrase is redrawn at random (among training combinations): web captions
+    # rarely say where things are, so SD-like models follow position words weakly (better-captioned data, as
+    # DALL-E 3's recaptioning, follows them better)
+    position_noise: float = 0.5
     caption_dropout: float = 0.1
     # VAE
     vae_channels: tuple[int, ...] = (16, 32)
@@ -65,7 +71,10 @@ class BaseModelConfig:
     unet_steps: int = 3000
     unet_batch: int = 32
     unet_lr: float = 1e-3
-    text_lr: float = 1e-3  # 0 freezes the (random) text encoder
+    text_lr: float = 3e-3  # 0 freezes the text encoder (random, or pre-trained when text_pretrain_steps > 0)
+    # pre-train the text encoder on its own (the caption's five attributes from its pooled output), then freeze it
+    # for the UNet training, as SD's frozen CLIP text encoder; 0: train it jointly with the UNet from random weights
+    text_pretrain_steps: int = 300
     warmup: int = 100
     ema: float = 0.998
     log: list = field(default_factory=list, repr=False)
@@ -107,6 +116,12 @@ def make_training_data(cfg: BaseModelConfig) -> ToyData:
         attrs = combos[int(rng.integers(len(combos)))]
         pix[i] = np.asarray(draw(sample_scene(attrs, rng, cfg.degrade)))
         said = attrs
+        if cfg.position_noise and rng.random() < cfg.position_noise:
+            from evaluators.toy import POSITIONS
+
+            options = [o for o in (replace(attrs, position=p) for p in POSITIONS) if o in allowed]
+            said = options[int(rng.integers(len(options)))]
+            faithful[i] = said == attrs
         if rng.random() < cfg.caption_noise:
             other = _noisy_caption(attrs, allowed, rng)
             if other is not None:
@@ -267,6 +282,41 @@ def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
                      return_tensors="pt").input_ids
 
 
+def pretrain_text(tokenizer, cfg: BaseModelConfig, log: Callable[[str], None] = print):
+    """A CLIP text encoder trained to tell every attribute of a training caption from its pooled output (a linear
+    head per attribute, cross-entropy), ``cfg.text_pretrain_steps`` steps of 64 captions; returned frozen.
+
+    Why: trained jointly with the UNet from random weights, the text encoder of the first toy build learned colour,
+    size and background but left the position words near their random initialisation (prompts differing only in
+    position differed by 3% of a colour change in the encoder's output), so no UNet could follow position.
+    """
+    from transformers import CLIPTextModel
+
+    from evaluators.toy import ATTRIBUTES, VALUES, parse_prompt
+
+    torch.manual_seed(cfg.seed + 4)
+    text = CLIPTextModel(text_config())
+    heads = torch.nn.ModuleList(torch.nn.Linear(TEXT_DIM, len(VALUES[a])) for a in ATTRIBUTES)
+    prompts = [make_prompt(a) for a in train_attributes()]
+    ids = tokenize(tokenizer, prompts)
+    targets = torch.tensor([[VALUES[a].index(getattr(parse_prompt(p), a)) for a in ATTRIBUTES] for p in prompts])
+    params = list(text.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.text_lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + 4)
+    for step in range(cfg.text_pretrain_steps):
+        for g in opt.param_groups:
+            g["lr"] = cfg.text_lr * _lr(step, cfg.text_pretrain_steps, 20)
+        idx = torch.randint(0, len(prompts), (64,), generator=gen)
+        pooled = text(ids[idx]).pooler_output
+        loss = sum(F.cross_entropy(h(pooled), targets[idx, k]) for k, h in enumerate(heads))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == cfg.text_pretrain_steps - 1:
+            log(f"text pre-training step {step}/{cfg.text_pretrain_steps} loss {loss.item():.4f}")
+    return text.eval().requires_grad_(False)
+
+
 def train_unet(data: ToyData, latents: tuple[torch.Tensor, torch.Tensor], scale: float, tokenizer,
                cfg: BaseModelConfig, log: Callable[[str], None] = print, callback=None, sync: Sync = Sync()):
     """Joint training of the UNet and the text encoder; returns the EMA copies (eval mode)."""
@@ -275,9 +325,12 @@ def train_unet(data: ToyData, latents: tuple[torch.Tensor, torch.Tensor], scale:
     torch.manual_seed(cfg.seed + 1)
     mean, std = latents
     unet = make_unet(cfg, mean.shape[-1])
-    text = CLIPTextModel(text_config())
-    if cfg.text_lr == 0:
-        text.requires_grad_(False)
+    if cfg.text_pretrain_steps:
+        text = pretrain_text(tokenizer, cfg, log)
+    else:
+        text = CLIPTextModel(text_config())
+        if cfg.text_lr == 0:
+            text.requires_grad_(False)
     sched = make_scheduler(cfg)
     acp = sched.alphas_cumprod.float()
     unique = sorted(set(data.captions) | {""})
@@ -363,8 +416,12 @@ def save_model(folder: Path, vae, unet, text, tokenizer_dir_writer, cfg: BaseMod
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
-def train_base_model(folder: Path, cfg: BaseModelConfig | None = None, log: Callable[[str], None] = print) -> dict:
+def train_base_model(folder: Path, cfg: BaseModelConfig | None = None, log: Callable[[str], None] = print,
+                     vae_from: Path | None = None) -> dict:
     """Train VAE, then text encoder + UNet, and save the pipeline folder. Returns timings and the VAE's error.
+
+    ``vae_from``: a toy model folder whose VAE to reuse instead of training one (the generator zoo shares the base
+    model's VAE, as SD-family models share SD's).
 
     With ``cfg.processes > 1`` the training runs data-parallel in that many spawned CPU processes (one torch thread
     each; process 0 logs to stdout and writes the folder).
@@ -375,18 +432,19 @@ def train_base_model(folder: Path, cfg: BaseModelConfig | None = None, log: Call
     folder = Path(folder)
     clip_tokenizer_files(folder / "tokenizer")
     if cfg.processes == 1:
-        return _train(folder, cfg, log, Sync())
+        return _train(folder, cfg, log, Sync(), vae_from)
     import tempfile
 
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory(prefix="toy-ddp-") as tmp:
-        mp.start_processes(_worker, args=(cfg.processes, str(folder), cfg.params(), tmp), nprocs=cfg.processes,
-                           start_method="spawn")
+        mp.start_processes(_worker, args=(cfg.processes, str(folder), cfg.params(), tmp,
+                                          str(vae_from) if vae_from else None),
+                           nprocs=cfg.processes, start_method="spawn")
         return json.loads((Path(tmp) / "info.json").read_text())
 
 
-def _worker(rank: int, world: int, folder: str, params: dict, tmp: str) -> None:
+def _worker(rank: int, world: int, folder: str, params: dict, tmp: str, vae_from: str | None = None) -> None:
     import torch.distributed as dist
 
     import bench  # noqa: F401  (torchvision compat before transformers, in the spawned interpreter)
@@ -394,7 +452,8 @@ def _worker(rank: int, world: int, folder: str, params: dict, tmp: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
     try:
         cfg = BaseModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
-        info = _train(Path(folder), cfg, print if rank == 0 else (lambda _m: None), Sync(rank, world))
+        info = _train(Path(folder), cfg, (lambda m: print(m, flush=True)) if rank == 0 else (lambda _m: None), Sync(rank, world),
+                      Path(vae_from) if vae_from else None)
         if rank == 0:
             (Path(tmp) / "info.json").write_text(json.dumps(info))
         dist.barrier()
@@ -402,7 +461,8 @@ def _worker(rank: int, world: int, folder: str, params: dict, tmp: str) -> None:
         dist.destroy_process_group()
 
 
-def _train(folder: Path, cfg: BaseModelConfig, log: Callable[[str], None], sync: Sync) -> dict:
+def _train(folder: Path, cfg: BaseModelConfig, log: Callable[[str], None], sync: Sync,
+           vae_from: Path | None = None) -> dict:
     from transformers import CLIPTokenizer
 
     from bench.models import clip_tokenizer_files
@@ -415,12 +475,17 @@ def _train(folder: Path, cfg: BaseModelConfig, log: Callable[[str], None], sync:
     log(f"rendered {len(data.captions)} training pictures ({(~data.faithful).sum()} mis-captioned) "
         f"in {times['render_s']:.0f}s; {sync.world} process(es) x {cfg.threads} thread(s)")
     t = time.time()
-    vae = train_vae(data, cfg, log, sync)
+    if vae_from is not None:
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(vae_from).float().eval().requires_grad_(False)
+    else:
+        vae = train_vae(data, cfg, log, sync)
     mean, std = encode_all(vae, data.pixels, sync=sync)
     with torch.no_grad():
         rec = torch.cat([vae.decode(mean[i:i + 512]).sample for i in range(0, 1024, 512)]).clamp(-1, 1)
     vae_err = float((rec - data.pixels[:1024]).abs().mean() * 127.5)
-    scale = round(float(1.0 / mean.std()), 6)
+    scale = float(vae.config.scaling_factor) if vae_from is not None else round(float(1.0 / mean.std()), 6)
     vae.register_to_config(scaling_factor=scale)
     times["vae_s"] = time.time() - t
     log(f"vae: mean abs reconstruction error {vae_err:.2f}/255, latent std {1 / scale:.3f} ({times['vae_s']:.0f}s)")

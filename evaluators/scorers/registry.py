@@ -15,6 +15,8 @@ SCORERS.register("toy-pickscore", "evaluators.toy:ToyPickScore")
 SCORERS.register("toy-hps", "evaluators.toy:ToyHPS")
 SCORERS.register("toy-imagereward", "evaluators.toy:ToyImageReward")
 SCORERS.register("toy-aesthetic", "evaluators.toy:ToyAesthetic")
+SCORERS.register("toy-fidelity", "evaluators.toy:ToyFidelity")  # attribute fidelity alone
+SCORERS.register("toy-quality", "evaluators.toy:ToyQuality")  # visual quality alone
 
 
 def get_scorer(name: str):

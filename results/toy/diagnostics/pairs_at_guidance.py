@@ -1,5 +1,5 @@
-"""Regenerate the toy preference pairs with other guidance scales (same prompts, seeds, panel and schema as the shipped
-pairs; only ``PairsConfig.cfg_choices`` changes), for results/toy/README.md:
+"""Pairs of the base model's own samples at other guidance scales (same prompts, seeds, panel and schema as the
+shipped pairs; every pair compares two base-model samples, as in the first toy build), for results/toy/README.md:
 
     python results/toy/diagnostics/pairs_at_guidance.py OUT.parquet 1,1.5,2
     bench run --method smpo --data OUT.parquet
@@ -18,7 +18,7 @@ def main() -> None:
         raise SystemExit(__doc__)
     choices = tuple(float(x) for x in sys.argv[2].split(","))
     t0 = time.time()
-    make_pairs(MODEL_DIR, PairsConfig(cfg_choices=choices)).to_parquet(sys.argv[1])
+    make_pairs({"toy-base": MODEL_DIR}, PairsConfig(cfg_choices=choices, pairings=("toy-base/toy-base",))).to_parquet(sys.argv[1])
     print(f"{sys.argv[1]}: pairs at guidance {choices} ({time.time() - t0:.0f} s)")
 
 

@@ -13,16 +13,10 @@ If a random change of the size SmPO makes costs about as much as SmPO's change, 
 preference signal at that size (the toy score falls under any undirected perturbation).
 """
 import argparse
-import json
-import shutil
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-
 from bench.toy import MODEL_DIR
-
-WEIGHTS = "diffusion_pytorch_model.safetensors"
+from bench.toy.validate import random_like
 
 
 def main() -> None:
@@ -31,29 +25,11 @@ def main() -> None:
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    trained = load_file(str(args.run_dir / "weights" / "unet" / WEIGHTS))
-    base = {k: v.float() for k, v in load_file(str(MODEL_DIR / "unet" / WEIGHTS)).items()}
-    gen = torch.Generator().manual_seed(args.seed)
-    out, moved = {}, 0.0
-    for k in sorted(trained):
-        delta = trained[k].float() - base[k]
-        direction = torch.randn(delta.shape, generator=gen)
-        out[k] = base[k] + direction * (delta.norm() / direction.norm().clamp_min(1e-12))
-        moved += float(delta.norm() ** 2)
     if args.out_dir.exists():
         raise SystemExit(f"{args.out_dir} exists; pass a new folder")
-    (args.out_dir / "weights").mkdir(parents=True)
-    shutil.copytree(args.run_dir / "weights" / "unet", args.out_dir / "weights" / "unet")
-    save_file(out, str(args.out_dir / "weights" / "unet" / WEIGHTS))
-    for name in ("config.json", "env.json"):
-        if (args.run_dir / name).is_file():
-            shutil.copy2(args.run_dir / name, args.out_dir / name)
-    run = json.loads((args.run_dir / "run.json").read_text())
-    run.update(name=args.out_dir.name, method=f"random-like-{run['method']}", perturbation_of=str(args.run_dir),
-               perturbation_seed=args.seed)
-    (args.out_dir / "run.json").write_text(json.dumps(run, indent=2))
+    moved = random_like(args.run_dir, args.out_dir, MODEL_DIR / "unet", args.seed)
     print(f"{args.out_dir}: base + random direction, per-tensor norm of {args.run_dir.name}'s update "
-          f"(total {moved ** 0.5:.4f})")
+          f"(total {moved:.4f})")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,151 @@
+"""``bench sweep``: every method gets the same tuning budget, is selected on validation prompts and reported on
+disjoint test prompts.
+
+For each recipe of ``bench reproduce`` (:data:`bench.runner.RECIPES`), :func:`grid` gives the same number of
+configurations around its preset:
+
+* the learning rate at 0.5x, 1x and 2x the preset's;
+* the method's strength ``method.beta`` at 0.5x and 2x the preset's (at the preset's learning rate); a method
+  without a beta (SFT) gets the learning rate at 0.25x and 4x instead, so that every method has five.
+
+Every configuration is trained with the same data, seeds and budget (steps, batch) and evaluated on the family's
+validation prompt set (``eval.val_prompts``; the toy world: ``toy:val``, half of its held-out prompts). The
+configuration with the highest validation mean of the headline metric (the first of ``eval.metrics``) is selected,
+and only it is evaluated on the test prompt set (``eval.test_prompts``; ``toy:test``, the other half) with
+``test_images_per_prompt`` seeds per prompt. ``OUT/report/`` gets the test table (medians with intervals, win rates
+against the base model, cost), each method's selected configuration beside every configuration's validation score,
+and the image grid of the selected runs. Everything resumes: finished runs and evaluations are reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from bench.config import ConfigError, RunConfig
+
+LR_FACTORS = (0.5, 1.0, 2.0)
+BETA_FACTORS = (0.5, 2.0)
+LR_ONLY_EXTRA = (0.25, 4.0)  # for methods without a beta, so every method gets len(LR_FACTORS) + 2 configurations
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def grid(cfg: RunConfig) -> list[tuple[str, list[str]]]:
+    """[(label, overrides)] of the configurations of one recipe, resolved to ``cfg`` (its preset)."""
+    lr = cfg.train.lr
+    points = [(f"lr{_num(f)}x", [f"train.lr={lr * f!r}"]) for f in LR_FACTORS]
+    from bench.config import method_config
+    from methods.registry import get_method
+
+    beta = getattr(method_config(cfg, get_method(cfg.method)), "beta", None)
+    if beta is not None:
+        points += [(f"beta{_num(f)}x", [f"method.beta={beta * f!r}"]) for f in BETA_FACTORS]
+    else:
+        points += [(f"lr{_num(f)}x", [f"train.lr={lr * f!r}"]) for f in LR_ONLY_EXTRA]
+    return points
+
+
+def _with_eval(cfg: RunConfig, prompts: str, images_per_prompt: int) -> RunConfig:
+    return dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, prompts=prompts,
+                                                             images_per_prompt=images_per_prompt))
+
+
+def _mean(run_dir: Path, prompt_set: str, metric: str) -> float:
+    from evaluators.rundir import read_run
+
+    return read_run(run_dir).eval(prompt_set).metrics[metric].mean
+
+
+def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | None = None,
+          test_images_per_prompt: int | None = None, quiet: bool = False,
+          echo: Callable[[str], None] = print) -> Path:
+    """Train, select and report (module docstring); returns ``output_dir/report``."""
+    from bench.runner import RECIPES, needs_training, resolve_run
+    from bench.trainer import train
+    from bench.worlds import world_of
+    from evaluators.plots import image_grid
+    from evaluators.prompts import load_prompts
+    from evaluators.tables import render, results_table, win_rate_table, win_rates
+
+    output_dir = Path(output_dir)
+    world = world_of(model)
+    state: dict = {}
+    chosen, val_rows, seconds, base_test = {}, [], {}, None
+    recipes = [r for r in RECIPES if not only or r[0] in only]
+    if not recipes:
+        raise ConfigError(f"no recipe selected; choose from {', '.join(r[0] for r in RECIPES)}")
+    for name, method, config in recipes:
+        preset, _, _ = resolve_run(method, model, None, config, overrides, f"{name}-preset", str(output_dir),
+                                   resume=True, echo=lambda m: None)
+        e = preset.eval
+        if not (e.val_prompts and e.test_prompts):
+            raise ConfigError(f"model {model!r} defines no validation/test prompt sets for bench sweep: pass "
+                              "eval.val_prompts=NAME eval.test_prompts=NAME (disjoint prompt sets)")
+        val_set, test_set = (load_prompts(p, limit=e.limit).name for p in (e.val_prompts, e.test_prompts))
+        metric = e.metrics.split(",")[0].strip()
+        best = None
+        for label, extra in grid(preset):
+            run_name = f"{name}-{label}"
+            cfg, _, run_dir = resolve_run(method, model, None, config,
+                                          [*overrides, *extra, f"eval.prompts={e.val_prompts}"], run_name,
+                                          str(output_dir), resume=True, echo=lambda m: None)
+            start = time.perf_counter()
+            if not (run_dir / "eval" / val_set / "summary.json").is_file():
+                echo(f"== {run_name} ({method}{', ' + config if config else ''}; {' '.join(extra)})")
+                if needs_training(run_dir, cfg):
+                    train(cfg, run_dir, resume=True, show_progress=not quiet)
+                world.evaluate(run_dir, _with_eval(cfg, e.val_prompts, e.images_per_prompt), state, True,
+                               lambda m: None)
+            seconds[run_name] = time.perf_counter() - start
+            score = _mean(run_dir, val_set, metric)
+            val_rows.append({"recipe": name, "configuration": label, "overrides": " ".join(extra),
+                             f"val {metric} mean": score, "run": str(run_dir)})
+            echo(f"{run_name}: validation {metric} mean {score:.4f}")
+            if best is None or score > best[0]:
+                best = (score, label, run_dir, cfg)
+        _, label, run_dir, cfg = best
+        n_test = test_images_per_prompt or 2 * e.images_per_prompt
+        start = time.perf_counter()
+        base_test = world.evaluate(run_dir, _with_eval(cfg, e.test_prompts, n_test), state, True, lambda m: None)
+        seconds[f"{name} test"] = time.perf_counter() - start
+        chosen[name] = (label, run_dir)
+        echo(f"{name}: selected {label}")
+    report = output_dir / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    runs = [run_dir for _, run_dir in chosen.values()]
+    table = render(results_table([base_test, *runs], prompt_set=test_set), "md")
+    wins = render(win_rate_table(runs, base_test, prompt_set=test_set), "md")
+    win_rates(runs, base_test, prompt_set=test_set).to_csv(report / "win_rates.csv", index=False)
+    image_grid([base_test, *runs], report / "grid.png", prompt_set=test_set, max_prompts=8, cell=96)
+    import pandas as pd
+
+    val = pd.DataFrame(val_rows)
+    val["selected"] = [chosen[r][0] == c for r, c in zip(val["recipe"], val["configuration"])]
+    val.to_csv(report / "validation.csv", index=False)
+    val_md = "| recipe | configuration | overrides | validation mean | selected |\n|---|---|---|---:|---|\n" + "\n".join(
+        f"| {r['recipe']} | {r['configuration']} | `{r['overrides']}` | {r[f'val {metric} mean']:.4f} | "
+        f"{'**yes**' if r['selected'] else ''} |" for r in val.to_dict("records"))
+    sel = "\n".join(f"| {name} | {label} | `{run_dir.name}` |" for name, (label, run_dir) in chosen.items())
+    total = sum(seconds.values())
+    (report / "README.md").write_text(
+        f"# bench sweep on {model}\n\nEvery recipe: {len(grid(cfg))} configurations (learning rate x "
+        f"{', '.join(_num(f) for f in LR_FACTORS)}; beta x {', '.join(_num(f) for f in BETA_FACTORS)}, or for a "
+        f"method without beta the learning rate x {', '.join(_num(f) for f in LR_ONLY_EXTRA)}), each selected on "
+        f"`{val_set}` by the mean {metric} and reported on `{test_set}` ({n_test} seeds per prompt).\n\n"
+        f"## Test prompts\n\n{table}\n\nWin rates against the base model (paired by prompt and seed, ties 0.5, 95% "
+        f"bootstrap intervals over prompts):\n\n{wins}\n\n![grid](grid.png)\n\n## Selected configurations\n\n"
+        f"| recipe | selected | run |\n|---|---|---|\n{sel}\n\n## Every configuration on the validation prompts\n\n"
+        f"{val_md}\n\nWall time of this invocation: {total / 60:.1f} minutes (training and evaluation; reused runs "
+        f"count their evaluation only).\n")
+    (report / "sweep.json").write_text(json.dumps(
+        {"model": model, "overrides": overrides, "val_prompts": val_set, "test_prompts": test_set,
+         "test_images_per_prompt": n_test,
+         "metric": metric, "selected": {k: {"configuration": v[0], "run": str(v[1])} for k, v in chosen.items()},
+         "seconds": {k: round(v, 1) for k, v in seconds.items()}}, indent=2) + "\n")
+    echo(table + "\n\n" + wins + f"\n\nreport: {report}/README.md")
+    return report
