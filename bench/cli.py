@@ -213,6 +213,18 @@ def run(method: Optional[str] = _METHOD, model: Optional[str] = _MODEL, data: Op
     typer.echo(f"run directory: {out} (table.md, win_rates.csv)")
 
 
+def _recipes(only: str | None) -> list[str] | None:
+    """The recipe names of ``--only`` (None: all), each checked against bench.runner.RECIPES."""
+    from bench.runner import RECIPES
+
+    names = [r[0] for r in RECIPES]
+    chosen = only.split(",") if only else None
+    unknown = [n for n in chosen or [] if n not in names]
+    if unknown:
+        _fail(ValueError(f"unknown recipe(s) {unknown}; choose from {', '.join(names)}"))
+    return chosen
+
+
 @app.command()
 def reproduce(model: str = typer.Option("toy", "--model", help="registered model name, local diffusers folder or "
                                         "hub id; default: the embedded toy world"),
@@ -221,14 +233,10 @@ def reproduce(model: str = typer.Option("toy", "--model", help="registered model
               overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every run."),
               quiet: bool = _QUIET) -> None:
     """The paper-style comparison: base + every method + the SmPO ablation on one model, with tables and plots."""
-    from bench.runner import RECIPES, reproduce as run_reproduce
+    from bench.runner import reproduce as run_reproduce
 
     _quiet_libraries()
-    names = [r[0] for r in RECIPES]
-    chosen = only.split(",") if only else None
-    unknown = [n for n in chosen or [] if n not in names]
-    if unknown:
-        _fail(ValueError(f"unknown recipe(s) {unknown}; choose from {', '.join(names)}"))
+    chosen = _recipes(only)
     with _one_line_errors():
         run_reproduce(model, output_dir, overrides or [], chosen, quiet, echo=typer.echo)
 
@@ -243,15 +251,10 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
           quiet: bool = _QUIET) -> None:
     """Equal tuning budget: five configurations per method around its preset, selected on validation prompts,
     reported on disjoint test prompts (bench/sweep.py)."""
-    from bench.runner import RECIPES
     from bench.sweep import sweep as run_sweep
 
     _quiet_libraries()
-    names = [r[0] for r in RECIPES]
-    chosen = only.split(",") if only else None
-    unknown = [n for n in chosen or [] if n not in names]
-    if unknown:
-        _fail(ValueError(f"unknown recipe(s) {unknown}; choose from {', '.join(names)}"))
+    chosen = _recipes(only)
     with _one_line_errors():
         run_sweep(model, output_dir, overrides or [], chosen, test_images_per_prompt, quiet, echo=typer.echo)
 
