@@ -349,6 +349,72 @@ def table(run_dirs: list[Path] = typer.Argument(..., help="run directories (rows
 
 
 @app.command()
+def scoreboard(base: str = typer.Option(..., "--base", help="base model: sd15 or sdxl (bench ls models)"),
+               models: Optional[str] = typer.Option(None, "--models", help="comma-separated published checkpoints "
+                                                    "(default: every one registered on the base)"),
+               skip_missing: bool = typer.Option(False, "--skip-missing", help="score the models whose weights are "
+                                                 "here and list the others, instead of failing"),
+               download: bool = typer.Option(False, "--download", help="first download the weights a model lacks "
+                                             "(its files only) into the Hugging Face cache"),
+               prompts: Optional[str] = typer.Option(None, "--prompts", help="prompt set (default: the family's)"),
+               limit: Optional[int] = typer.Option(None, help="only the first N prompts (equal share per style)"),
+               metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated scorers"),
+               images_per_prompt: Optional[int] = typer.Option(None), seed: Optional[int] = typer.Option(None),
+               sampler: Optional[str] = typer.Option(None), steps: Optional[int] = typer.Option(None),
+               cfg_scale: Optional[float] = typer.Option(None, "--cfg"),
+               resolution: Optional[int] = typer.Option(None, help="default: the base model's native resolution"),
+               batch_size: Optional[int] = typer.Option(None),
+               output_dir: Path = typer.Option(Path("runs/scoreboard"), "--output-dir"),
+               scorer_weights: Optional[list[str]] = typer.Option(None, "--scorer-weights",
+                                                                  help="METRIC=PATH|HUB_ID for a scorer's weights"),
+               quiet: bool = _QUIET) -> None:
+    """The published aligned checkpoints of a base model and the base itself under ONE protocol (the family's
+    evaluation; options apply to every model alike): table with the papers' numbers, win rates, report.html."""
+    from bench.scoreboard import scoreboard as run_scoreboard
+
+    _quiet_libraries()
+    with _one_line_errors():
+        run_scoreboard(base, output_dir, only=models.split(",") if models else None, skip_missing=skip_missing,
+                       download=download,
+                       scorer_sources=dict(item.split("=", 1) for item in scorer_weights or []), quiet=quiet,
+                       echo=typer.echo, prompts=prompts, limit=limit, metrics=metrics,
+                       images_per_prompt=images_per_prompt, seed=seed, sampler=sampler, steps=steps, cfg=cfg_scale,
+                       resolution=resolution, batch_size=batch_size)
+
+
+@app.command()
+def report(run_dirs: list[Path] = typer.Argument(..., help="run directories (a base-model evaluation among them "
+                                                 "is the baseline unless --baseline is given)"),
+           out: Path = typer.Option(Path("report.html"), "--out", help="the HTML file to write"),
+           baseline: Optional[Path] = typer.Option(None, help="run directory to compute win rates against"),
+           prompts: Optional[str] = typer.Option(None, "--prompts", help="prompt set (default: the one they share)"),
+           title: Optional[str] = typer.Option(None),
+           check: bool = typer.Option(False, "--check", help="open the page in headless Chromium and fail on "
+                                      "console errors or images that do not load (needs Debian's chromium)")) -> None:
+    """One self-contained HTML page of a comparison (tables, win-rate and score plots, image grids of the same
+    prompts and seeds, cost, config differences); images embedded, viewable offline."""
+    from evaluators.report import write_report
+    from evaluators.rundir import RunDirError
+
+    try:
+        path = write_report(run_dirs, out, baseline=baseline, prompt_set=prompts, title=title)
+    except (RunDirError, ValueError) as err:
+        _fail(err)
+    typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if check:
+        from evaluators.browser import BrowserUnavailable, check_page
+
+        try:
+            result = check_page(path)
+        except BrowserUnavailable as err:
+            _fail(err)
+        if result.problems:
+            _fail("; ".join(result.problems))
+        typer.echo(f"checked in headless Chromium: {result.tables} tables, {result.images} images, no console "
+                   "errors, nothing fetched from outside the page")
+
+
+@app.command()
 def label(data: str = typer.Option(..., "--data", help="preference data source (as for --data of train)"),
           scorer: str = typer.Option("pickscore", "--scorer", help="a registered scorer"),
           out: Optional[Path] = typer.Option(None, "--out", help="labels parquet (default: the label cache)"),
@@ -384,9 +450,15 @@ def ls(what: str = typer.Argument(..., help="methods | models | scorers | prompt
             typer.echo(f"{n:12s} {summary_line(cls)}  [{cls.paper}]")
     elif what == "models":
         from bench.models import MODELS
-        for n in MODELS.names():
+        names = MODELS.names()
+        for n in (n for n in names if MODELS.get(n).checkpoint is None):
             spec = MODELS.get(n)
             typer.echo(f"{n:12s} {spec.source:45s} {spec.description}")
+        typer.echo("\npublished checkpoints (bench scoreboard; bench/published.py):")
+        for n in (n for n in names if MODELS.get(n).checkpoint is not None):
+            c = MODELS.get(n).checkpoint
+            typer.echo(f"{n:14s} base {c.base:5s} {c.method:5s} {c.repo:45s} licence: {c.licence}\n"
+                       f"{'':14s} {c.paper}")
     elif what in ("scorers", "prompts"):
         try:
             if what == "scorers":

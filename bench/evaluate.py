@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bench.models import checked_architecture, model_identity, resolve_model
+from bench.models import MODELS, apply_checkpoint, checked_architecture, identity_of, local_source, resolve_model
 from bench.rundir import write_eval_run_json
 from evaluators.harness import GenerationSpec, ScoreCache
 from evaluators.scorers.registry import load_scorer
@@ -38,13 +38,17 @@ def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim"
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     if run_dir is not None:
         run = json.loads((Path(run_dir) / "run.json").read_text())
-        model, vae = run.get("model_path") or run["model"], run.get("vae")
+        published = run["model"] in MODELS and MODELS.get(run["model"]).checkpoint is not None
+        model, vae = run["model"] if published else run.get("model_path") or run["model"], run.get("vae")
     name, path, preset_family, _ = resolve_model(model)
     fam = checked_architecture(name, path, preset_family)
-    extra = {"safety_checker": None, "requires_safety_checker": False} if fam == "sd15" else {}
+    extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False} \
+        if fam == "sd15" else {}
     if vae:
-        extra["vae"] = AutoencoderKL.from_pretrained(vae, torch_dtype=dtype)
+        extra["vae"] = AutoencoderKL.from_pretrained(local_source(vae, ["config.json"]), torch_dtype=dtype)
     pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, **extra)
+    if name in MODELS and MODELS.get(name).checkpoint is not None:
+        apply_checkpoint(pipe, name)  # published weights on their base pipeline (bench/published.py)
     if run_dir is not None:
         weights = Path(run_dir) / "weights"
         if (weights / "unet").is_dir():
@@ -84,18 +88,18 @@ def spec_from(e, resolution: int) -> GenerationSpec:
 
 def base_run_dir(output_dir: Path, model: str, spec: GenerationSpec, vae: str | None = None) -> Path:
     """Where the base model ``model`` (with the VAE ``vae``) is evaluated under ``spec``."""
-    key = f"{spec.key()}|{model_identity(resolve_model(model)[1], vae)}"
+    key = f"{spec.key()}|{identity_of(model, vae)}"
     return Path(output_dir) / f"base-{Path(model).name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: GenerationSpec, model: str | None = None,
              run_dir: Path | None = None, scorers: dict | None = None, scorer_sources: dict | None = None,
              batch_size: int = 8, cache_path: Path | None = None, progress: bool = True,
-             vae: str | None = None) -> Path:
+             vae: str | None = None, label: str | None = None) -> Path:
     """Generate + score ``prompt_set`` with ``spec`` into ``out_run_dir/eval/<set>/``; returns that folder.
 
     ``model`` alone evaluates a base model (with the VAE ``vae`` when given); ``run_dir`` evaluates that run's
-    trained weights (on its base model and VAE).
+    trained weights (on its base model and VAE). ``label``: a base-model evaluation's row name in tables.
     ``scorers`` may pass already-loaded scorers (kept resident across evaluations); otherwise they are loaded from
     the registry (``scorer_sources`` maps a metric to a local path or hub id of its weights).
     """
@@ -104,7 +108,7 @@ def evaluate(out_run_dir: Path, prompt_set, metrics: list[str], spec: Generation
         scorers = {m: load_scorer(m, (scorer_sources or {}).get(m), device=default_device()) for m in metrics}
     pipe = load_pipeline(model or "", run_dir=run_dir, sampler=spec.sampler, vae=vae)
     if not (out_run_dir / "run.json").is_file():  # a base-model evaluation gets its own small run.json
-        write_eval_run_json(out_run_dir, *resolve_model(model or "")[:2], vae)
+        write_eval_run_json(out_run_dir, *resolve_model(model or "")[:2], vae, label)
     cache = ScoreCache(cache_path or (out_run_dir.parent / ".score-cache.sqlite"))
     try:
         return harness_evaluate(out_run_dir, prompt_set, make_generate(pipe, spec), scorers, spec, cache,

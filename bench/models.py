@@ -41,6 +41,36 @@ class ModelSpec:
     world: str = "diffusers"  # the bench.worlds.World that loads, trains and evaluates it
     marker: str = "model_index.json"  # the file whose presence means a local model is there
     note: str | None = None  # printed when a run starts on this model (what its numbers mean)
+    checkpoint: "Checkpoint | None" = None  # published aligned weights on a registered base (bench/published.py)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Published aligned weights that go on a registered base model (registered in bench/published.py).
+
+    ``layout``: "unet" (a diffusers UNet folder at ``subfolder`` of the repository, "" = its root), "lora" (the LoRA
+    file ``weight_name``) or "pipeline" (a full diffusers pipeline; only its own files are used)."""
+    base: str
+    repo: str
+    layout: str
+    method: str
+    paper: str
+    licence: str
+    reference: str  # where the id and the file layout were checked
+    subfolder: str = ""
+    weight_name: str | None = None
+    notes: str = ""
+
+    def files(self, family: str) -> list[str]:
+        """The repository files loading needs (weights: the .safetensors name; a .bin beside it also loads)."""
+        if self.layout == "unet":
+            sub = f"{self.subfolder}/" if self.subfolder else ""
+            return [f"{sub}config.json", f"{sub}diffusion_pytorch_model.safetensors"]
+        if self.layout == "lora":
+            return [str(self.weight_name)]
+        if self.layout == "pipeline":
+            return list(COMPONENT_FILES[family])
+        raise ValueError(f"checkpoint {self.repo}: unknown layout {self.layout!r} (unet, lora or pipeline)")
 
 
 MODELS = Registry("model")
@@ -252,11 +282,128 @@ def _built_path(spec: ModelSpec) -> Path:
     return folder
 
 
+def hub_cache() -> Path:
+    """huggingface_hub's cache folder, read from the environment at call time (HF_HUB_CACHE, else HF_HOME/hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser() / "hub"
+
+
+def cached_snapshot(repo: str, files: list[str]) -> Path | None:
+    """The local snapshot folder of hub repository ``repo`` when every file of ``files`` is in the cache (a weight
+    file may be its .bin twin), else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    folder = None
+    for f in files:
+        found = try_to_load_from_cache(repo, f, cache_dir=str(hub_cache()))
+        if not isinstance(found, str) and f.endswith(".safetensors"):
+            found = try_to_load_from_cache(repo, f[:-len(".safetensors")] + ".bin", cache_dir=str(hub_cache()))
+        if not isinstance(found, str):
+            return None
+        folder = Path(found).parents[len(Path(f).parts) - 1]
+    return folder
+
+
+def local_source(source: str, files: list[str]) -> str:
+    """A hub id's cached snapshot folder when it holds ``files`` (so loading reads local files only), else
+    ``source`` unchanged (a local folder, or a hub id that is loaded or reported missing as usual)."""
+    if Path(source).expanduser().exists() or source.count("/") != 1:
+        return source
+    folder = cached_snapshot(source, files)
+    return str(folder) if folder is not None else source
+
+
+def checkpoint_folder(name: str) -> Path:
+    """The local folder holding registered checkpoint ``name``'s files: a local repository path or the hub cache
+    (nothing is downloaded here: :func:`download_model` does that when asked). Raises MissingWeightsError naming the
+    files and the download command."""
+    spec = MODELS.get(name)
+    ckpt = spec.checkpoint
+    files = ckpt.files(spec.family)
+    if Path(ckpt.repo).expanduser().is_dir():
+        folder = Path(ckpt.repo).expanduser()
+        missing = [f for f in files if not (folder / f).is_file() and not (
+            f.endswith(".safetensors") and (folder / (f[:-len(".safetensors")] + ".bin")).is_file())]
+    else:
+        found = cached_snapshot(ckpt.repo, files)
+        if found is not None:
+            return found
+        from huggingface_hub import try_to_load_from_cache
+        folder = None
+        missing = [f for f in files if not isinstance(try_to_load_from_cache(ckpt.repo, f,
+                                                                              cache_dir=str(hub_cache())), str)]
+    if not missing:
+        return folder
+    shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+    where = (f"is incomplete: {ckpt.repo} lacks {shown}" if folder is not None else
+             f"is not available offline: missing {shown} of {ckpt.repo} (looked in {hub_cache()})")
+    raise MissingWeightsError(
+        f"published checkpoint {name!r} ({ckpt.method} on {ckpt.base}) {where}. Get it with "
+        f"`hf download {ckpt.repo} {' '.join(files)}` (about its layout: {ckpt.reference}).")
+
+
+#: what a diffusers pipeline folder needs (download patterns; COMPONENT_FILES lists the files checked for)
+PIPELINE_PATTERNS = ["model_index.json", "scheduler/*", "tokenizer*/*", "text_encoder*/config.json",
+                     "text_encoder*/model.safetensors", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                     "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
+
+
+def download_model(name: str, vae: str | None = None) -> None:
+    """Fetch into the hub cache what model ``name`` needs (a base model's pipeline files; a release's own files and
+    its base's) and the VAE ``vae``: only when asked (``bench scoreboard --download``), never behind a user's back."""
+    from huggingface_hub import snapshot_download
+
+    jobs = []
+    spec = MODELS.get(name) if name in MODELS else None
+    if spec is not None and spec.checkpoint is not None:
+        c = spec.checkpoint
+        jobs.append((c.repo, PIPELINE_PATTERNS if c.layout == "pipeline" else c.files(spec.family)))
+        if c.layout != "pipeline":
+            jobs.append((MODELS.get(c.base).source, PIPELINE_PATTERNS))
+    elif spec is None or spec.builder is None and not Path(spec.source).exists():
+        jobs.append((spec.source if spec else name, PIPELINE_PATTERNS))
+    if vae and not Path(vae).exists():
+        jobs.append((vae, ["config.json", "diffusion_pytorch_model.safetensors"]))
+    for repo, patterns in jobs:
+        snapshot_download(repo, allow_patterns=patterns, cache_dir=str(hub_cache()))
+
+
+def checkpoint_identity(name: str) -> str:
+    """The checkpoint part of a registered checkpoint's weight identity ('' for a plain model)."""
+    if name not in MODELS or MODELS.get(name).checkpoint is None:
+        return ""
+    ckpt = MODELS.get(name).checkpoint
+    folder = checkpoint_folder(name)
+    parts = []
+    for f in ckpt.files(MODELS.get(name).family):
+        file = folder / f
+        file = file if file.is_file() else file.with_suffix(".bin")
+        st = file.stat()
+        parts.append(f"{f}:{st.st_size}:{int(st.st_mtime)}")
+    return f"|{ckpt.repo}:{ckpt.layout}:{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:16]}"
+
+
+def identity_of(name: str, vae: str | None = None) -> str:
+    """``model_identity`` of a model name (a registered checkpoint adds its own files)."""
+    return model_identity(resolve_model(name)[1], vae) + checkpoint_identity(name)
+
+
 def resolve_model(name: str) -> tuple[str, str, str, int]:
-    """(name, path or hub id, preset family, resolution) for a registered name, a local folder or a hub id."""
+    """(name, path or hub id, preset family, resolution) for a registered name, a local folder or a hub id.
+
+    A hub id whose files are in the hub cache resolves to its snapshot folder. A registered published checkpoint
+    resolves to its base model's path (a "pipeline" layout: to its own folder) after checking its files are there;
+    :func:`apply_checkpoint` puts its weights on the loaded base."""
+    if name in MODELS and MODELS.get(name).checkpoint is not None:
+        spec = MODELS.get(name)
+        folder = checkpoint_folder(name)
+        _, base_path, family, resolution = resolve_model(spec.checkpoint.base)
+        return spec.name, str(folder) if spec.checkpoint.layout == "pipeline" else base_path, family, resolution
     if name in MODELS:
         spec = MODELS.get(name)
-        path = str(_built_path(spec)) if spec.builder else spec.source
+        path = str(_built_path(spec)) if spec.builder else \
+            local_source(spec.source, COMPONENT_FILES.get(spec.family, ["model_index.json"]))
         if spec.missing_hint and not (Path(path) / spec.marker).is_file():
             raise MissingWeightsError(f"model {name!r}: no model at {path}; {spec.missing_hint}.")
         return spec.name, path, spec.family, spec.resolution
@@ -268,7 +415,8 @@ def resolve_model(name: str) -> tuple[str, str, str, int]:
         fam = "sdxl" if "text_encoder_2" in json.loads((p / "model_index.json").read_text()) else "sd15"
         return p.name, str(p), fam, 1024 if fam == "sdxl" else 512
     if name.count("/") == 1 and not name.startswith((".", "/")):
-        return name, name, "sdxl" if "xl" in name.lower() else "sd15", 1024 if "xl" in name.lower() else 512
+        fam = "sdxl" if "xl" in name.lower() else "sd15"
+        return name, local_source(name, COMPONENT_FILES[fam]), fam, 1024 if fam == "sdxl" else 512
     raise MissingWeightsError(f"unknown model {name!r}: not a registered name "
                               f"({', '.join(MODELS.names())}), an existing folder, or a hub id like org/name")
 
@@ -284,7 +432,8 @@ def _missing_files(path: str, family: str) -> list[str]:
         return missing
     from huggingface_hub import try_to_load_from_cache
 
-    return [f for f in COMPONENT_FILES[family] if not isinstance(try_to_load_from_cache(path, f), str)]
+    return [f for f in COMPONENT_FILES[family]
+            if not isinstance(try_to_load_from_cache(path, f, cache_dir=str(hub_cache())), str)]
 
 
 def missing_weights_message(name: str, path: str, family: str, missing: list[str]) -> str:
@@ -307,7 +456,7 @@ def load_components(name: str, vae: str | None = None, device: str | torch.devic
     kw = {"local_files_only": bool(os.environ.get("HF_HUB_OFFLINE"))} if not Path(path).exists() else {}
     try:
         unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype, **kw)
-        vae_model = (AutoencoderKL.from_pretrained(vae, torch_dtype=dtype, **kw) if vae else
+        vae_model = (AutoencoderKL.from_pretrained(local_source(vae, ["config.json"]), torch_dtype=dtype) if vae else
                      AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype, **kw))
         encoders = [CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtype, **kw)]
         tokenizers = [CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)]
@@ -321,13 +470,55 @@ def load_components(name: str, vae: str | None = None, device: str | torch.devic
     if scheduler.config.prediction_type != "epsilon":
         raise ValueError(f"{name}: prediction_type {scheduler.config.prediction_type!r}; the methods here are "
                          "specified for epsilon prediction")
-    for m in [unet, vae_model, *encoders]:
+    comps = Components(name, path, family, preset_family, resolution or native_res, unet, vae_model, encoders,
+                       tokenizers, scheduler, model_identity(path, vae) + checkpoint_identity(name))
+    if name in MODELS and MODELS.get(name).checkpoint is not None:
+        apply_checkpoint_to_components(comps, name, dtype)
+    for m in [comps.unet, comps.vae, *comps.text_encoders]:
         m.to(device)
-    for m in [vae_model, *encoders]:
+    for m in [comps.vae, *comps.text_encoders]:
         m.requires_grad_(False).eval()
-    identity = model_identity(path, vae)
-    return Components(name, path, family, preset_family, resolution or native_res, unet, vae_model, encoders,
-                      tokenizers, scheduler, identity)
+    return comps
+
+
+def apply_checkpoint(pipe, name: str) -> None:
+    """Put registered checkpoint ``name``'s weights on ``pipe``, a pipeline of its base model: its UNet in place of
+    the base UNet, or its LoRA loaded (a "pipeline" checkpoint is loaded whole and needs nothing here)."""
+    from diffusers import UNet2DConditionModel
+
+    ckpt = MODELS.get(name).checkpoint
+    folder = checkpoint_folder(name)
+    if ckpt.layout == "unet":
+        unet_dir = folder / ckpt.subfolder if ckpt.subfolder else folder
+        pipe.unet = UNet2DConditionModel.from_pretrained(unet_dir, torch_dtype=pipe.unet.dtype).to(pipe.unet.device)
+    elif ckpt.layout == "lora":
+        pipe.load_lora_weights(str(folder), weight_name=ckpt.weight_name)
+
+
+def apply_checkpoint_to_components(comps: Components, name: str, dtype: torch.dtype) -> None:
+    """The training side of :func:`apply_checkpoint`: the checkpoint's UNet (a LoRA fused into the UNet and text
+    encoders it adapts) becomes the model's own weights."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    ckpt = MODELS.get(name).checkpoint
+    if ckpt.layout == "pipeline":
+        return  # loaded whole from its own folder
+    if ckpt.layout == "unet":
+        folder = checkpoint_folder(name)
+        comps.unet = UNet2DConditionModel.from_pretrained(folder / ckpt.subfolder if ckpt.subfolder else folder,
+                                                          torch_dtype=dtype)
+        return
+    parts = dict(vae=comps.vae, text_encoder=comps.text_encoders[0], tokenizer=comps.tokenizers[0], unet=comps.unet,
+                 scheduler=comps.scheduler)
+    if comps.is_sdxl:
+        pipe = StableDiffusionXLPipeline(text_encoder_2=comps.text_encoders[1], tokenizer_2=comps.tokenizers[1],
+                                         **parts)
+    else:
+        pipe = StableDiffusionPipeline(safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+                                       **parts)
+    apply_checkpoint(pipe, name)
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
 
 
 def init_unet_folder(spec: str) -> Path:
@@ -424,3 +615,8 @@ def make_cond(comps: Components, hidden: torch.Tensor, pooled: torch.Tensor | No
     res = comps.resolution
     time_ids = torch.tensor([res, res, 0, 0, res, res], dtype=torch.float32, device=hidden.device)
     return Cond(hidden, {"text_embeds": pooled, "time_ids": time_ids.expand(hidden.shape[0], 6)})
+
+
+from bench import published as _published  # noqa: E402 - the published checkpoints register on the models above
+
+_published.register()

@@ -47,13 +47,14 @@ def environment(device, num_processes: int, seed: int) -> dict[str, Any]:
             "seed": seed, "platform": platform.platform(), "argv": sys.argv}
 
 
-def write_eval_run_json(folder: Path, model: str, model_path: str, vae: str | None) -> None:
-    """The small run.json of a base-model evaluation folder (``kind: eval``, no method), unless it has one."""
+def write_eval_run_json(folder: Path, model: str, model_path: str, vae: str | None, label: str | None = None) -> None:
+    """The small run.json of a base-model evaluation folder (``kind: eval``, no method), unless it has one.
+    ``label``: the row name tables and reports show (default: the folder's name)."""
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "run.json").is_file():
         (folder / "run.json").write_text(json.dumps({
             "schema_version": SCHEMA_VERSION, "name": folder.name, "kind": "eval", "method": None, "model": model,
-            "model_path": model_path, "vae": vae,
+            "model_path": model_path, "vae": vae, **({"label": label} if label else {}),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, indent=2))
 
 

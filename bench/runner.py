@@ -152,8 +152,8 @@ RECIPES: list[tuple[str, str, str | None]] = [
 
 def reproduce(model: str, output_dir: Path, overrides: list[str], only: list[str] | None = None, quiet: bool = False,
               echo: Callable[[str], None] = print) -> Path:
-    """Train and evaluate every recipe on ``model``, then write the report (tables, win rates, plots) to
-    ``output_dir/report``. Runs already finished (weights and evaluation present) are reused, so it resumes."""
+    """Train and evaluate every recipe on ``model``, then write the report (tables, win rates, plots, and the
+    self-contained report.html of ``bench report``) to ``output_dir/report``. Runs already finished (weights and evaluation present) are reused, so it resumes."""
     import time
 
     from bench.trainer import train
@@ -198,5 +198,9 @@ def reproduce(model: str, output_dir: Path, overrides: list[str], only: list[str
         f"# bench reproduce on {model}\n\n{table}\n\nWin rates against the base model (paired by prompt and seed, "
         f"ties 0.5, 95% bootstrap intervals over prompts):\n\n{wins}\n\n{extra}| run | wall minutes (this "
         f"invocation) |\n|---|---:|\n{wall}\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in paths) + "\n")
-    echo(table + "\n\n" + wins + f"\n\nreport: {report}/README.md")
+    from evaluators.report import write_report
+
+    write_report([base, *runs], report / "report.html", baseline=base, prompt_set=headline,
+                 title=f"bench reproduce on {model}")
+    echo(table + "\n\n" + wins + f"\n\nreport: {report}/README.md, {report}/report.html")
     return report

@@ -147,5 +147,9 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
          "test_images_per_prompt": n_test,
          "metric": metric, "selected": {k: {"configuration": v[0], "run": str(v[1])} for k, v in chosen.items()},
          "seconds": {k: round(v, 1) for k, v in seconds.items()}}, indent=2) + "\n")
-    echo(table + "\n\n" + wins + f"\n\nreport: {report}/README.md")
+    from evaluators.report import write_report
+
+    write_report([base_test, *runs], report / "report.html", baseline=base_test, prompt_set=test_set,
+                 title=f"bench sweep on {model}: the selected configurations on {test_set}")
+    echo(table + "\n\n" + wins + f"\n\nreport: {report}/README.md, {report}/report.html")
     return report

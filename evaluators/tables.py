@@ -111,8 +111,10 @@ def _hours_label(kinds: set[str]) -> str:
 
 
 def results_table(run_dirs: Iterable, prompt_set: str | None = None, metrics: Sequence[str] | None = None,
-                  with_reference: bool = False, reference_model: str | None = None) -> pd.DataFrame:
-    """One row per run: metric medians on ``prompt_set`` and cost. See the module docstring."""
+                  with_reference: bool = False, reference_model: str | None = None,
+                  with_ci: bool = False) -> pd.DataFrame:
+    """One row per run: metric medians on ``prompt_set`` and cost. See the module docstring. ``with_ci`` adds each
+    median's bootstrap interval ("<Metric> median-lo" / "median-hi"; ``render`` shows "median [lo, hi]")."""
     runs = load_runs(run_dirs)
     if not runs:
         raise RunDirError("no run directories given")
@@ -122,7 +124,12 @@ def results_table(run_dirs: Iterable, prompt_set: str | None = None, metrics: Se
     _check_comparable(runs, ps, chosen)
     rows, kinds = [], set()
     for r, e in zip(runs, evals):
-        row: dict = {display_name(m): (e.metrics[m].median if m in e.metrics else math.nan) for m in chosen}
+        row: dict = {}
+        for m in chosen:
+            row[display_name(m)] = e.metrics[m].median if m in e.metrics else math.nan
+            if with_ci:
+                lo, hi = e.metrics[m].median_ci if m in e.metrics else (math.nan, math.nan)
+                row[f"{display_name(m)} median-lo"], row[f"{display_name(m)} median-hi"] = lo, hi
         c = r.cost
         if c is not None:
             kinds.add("cuda" if c.device_kind == "cuda" else "cpu")
@@ -232,10 +239,37 @@ def win_rate_table(run_dirs: Iterable, baseline_dir, prompt_set: str | None = No
     return df
 
 
+def pairwise_win_rates(run_dirs: Iterable, prompt_set: str | None = None, metric: str | None = None,
+                       n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Every run against every other on one metric (default: the first in paper order): cell (row, column) is the
+    row's paired win rate over the column in percent, "win% [lo, hi]" (ties 0.5, prompts resampled)."""
+    runs = load_runs(run_dirs)
+    ps = _prompt_set(runs, prompt_set)
+    evals = [r.eval(ps) for r in runs]
+    metric = metric or _order_metrics(set.intersection(*(set(e.metrics) for e in evals)))[0]
+    _check_comparable(runs, ps, [metric])
+    labels, scores = _labels(runs), [e.scores() for e in evals]
+    cells = {a: {b: "" for b in labels} for a in labels}
+    for i, (a, ea, sa) in enumerate(zip(labels, evals, scores)):
+        for j, (b, eb, sb) in enumerate(zip(labels, evals, scores)):
+            if i == j:
+                continue
+            w = paired_win_rate(sa, sb, metric, higher_is_better=ea.metrics[metric].higher_is_better,
+                                hash_a=ea.prompt_set_hash, hash_b=eb.prompt_set_hash, n_boot=n_boot, seed=seed,
+                                level=level)
+            rate, lo, hi = w.as_percent()
+            cells[a][b] = f"{rate:.1f} [{lo:.1f}, {hi:.1f}]"
+    df = pd.DataFrame([cells[a] for a in labels], index=pd.Index(labels, name=f"{display_name(metric)}: row wins over"))
+    df.attrs["metric"] = metric
+    return df
+
+
 # ---------------------------------------------------------------- rendering
 
 def _decimals(col: str) -> int | None:
     """Decimals of a numeric column; None for integers."""
+    if col.endswith((" median-lo", " median-hi")):
+        return _decimals(col[:-len(" median-lo")])
     if col in DECIMALS:
         return DECIMALS[col]
     if col.endswith((" win%", " lo", " hi")):
@@ -280,16 +314,16 @@ def _cells(df: pd.DataFrame, merge_ci: bool, missing: str) -> tuple[list[str], l
     for c in cols:
         if c in skip:
             continue
-        base = c[:-5] if c.endswith(" win%") else None
-        if merge_ci and base is not None and f"{base} lo" in cols and f"{base} hi" in cols:
-            skip |= {f"{base} lo", f"{base} hi"}
-            header.append(f"{base} win% [{level * 100:g}% CI]")
+        lo, hi = (f"{c[:-5]} lo", f"{c[:-5]} hi") if c.endswith(" win%") else (f"{c} median-lo", f"{c} median-hi")
+        if merge_ci and lo in cols and hi in cols:
+            skip |= {lo, hi}
+            header.append(f"{c} [{level * 100:g}% CI]")
 
-            def get(row, c=c, base=base):
+            def get(row, c=c, lo=lo, hi=hi):
                 w = format_value(c, row[c], missing)
                 if w == missing:
                     return missing
-                return f"{w} [{format_value(c, row[base + ' lo'])}, {format_value(c, row[base + ' hi'])}]"
+                return f"{w} [{format_value(lo, row[lo])}, {format_value(hi, row[hi])}]"
             getters.append(get)
         else:
             header.append(c)

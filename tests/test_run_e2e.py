@@ -4,24 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from typer.testing import CliRunner
 
 from bench.cli import app
 from evaluators.scorers.registry import SCORERS
-
-
-class MeanGreen:
-    name, version, higher_is_better = "mean-green", "1", True
-
-    @classmethod
-    def from_pretrained(cls, source=None, **kwargs):
-        return cls()
-
-    def score(self, images, prompts):
-        return torch.tensor([np.asarray(im)[..., 1].mean() / 255.0 for im in images])
+from tests.helpers import MeanGreen
 
 
 def test_bench_run_writes_run_table_and_win_rates(tmp_path, monkeypatch):
