@@ -59,7 +59,6 @@ class Checkpoint:
     reference: str  # where the id and the file layout were checked
     subfolder: str = ""
     weight_name: str | None = None
-    notes: str = ""
 
     def files(self, family: str) -> list[str]:
         """The repository files loading needs (weights: the .safetensors name; a .bin beside it also loads)."""
@@ -367,6 +366,10 @@ def download_model(name: str, vae: str | None = None) -> None:
         jobs.append((vae, ["config.json", "diffusion_pytorch_model.safetensors"]))
     for repo, patterns in jobs:
         snapshot_download(repo, allow_patterns=patterns, cache_dir=str(hub_cache()))
+        weights = [p for p in patterns if p.endswith(".safetensors")]
+        if weights and cached_snapshot(repo, [p for p in patterns if "*" not in p]) is None:  # an older .bin upload
+            snapshot_download(repo, allow_patterns=[p[:-len(".safetensors")] + ".bin" for p in weights],
+                              cache_dir=str(hub_cache()))
 
 
 def checkpoint_identity(name: str) -> str:

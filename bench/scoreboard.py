@@ -131,7 +131,8 @@ def scoreboard(base: str, output_dir: Path, only: list[str] | None = None, skip_
     base_dir = folders[base]
     out = output_dir / f"scoreboard-{base}"
     out.mkdir(parents=True, exist_ok=True)
-    table = results_table(runs, prompt_set=prompt_set.name, with_reference=True, reference_model=base, with_ci=True)
+    table = results_table(runs, prompt_set=prompt_set.name, with_reference=True, reference_model=base,
+                          with_ci=True).dropna(axis=1, how="all")
     table.to_csv(out / "table.csv")
     parts = [f"# Published checkpoints on {base}, one protocol\n",
              f"Protocol: {prompt_set.name}, {len(prompt_set.prompts)} prompts x {e.images_per_prompt} images, "

@@ -30,8 +30,8 @@ from PIL import Image, ImageOps
 
 from evaluators import plots as P
 from evaluators.rundir import Run, RunDirError
-from evaluators.tables import (_cells, _labels, _prompt_set, load_runs, pairwise_win_rates, results_table,
-                               win_rate_table)
+from evaluators.tables import (_cells, _labels, _prompt_set, display_name, load_runs, pairwise_win_rates,
+                               results_table, win_rate_table)
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1200px;padding:1.5em;
@@ -44,6 +44,7 @@ td.num{text-align:right;white-space:nowrap}
 table.grid td{padding:2px;text-align:center}table.grid td.prompt{max-width:16em;text-align:left;font-size:.9em}
 table.grid img{display:block;image-rendering:pixelated}
 img.plot{max-width:100%;border:1px solid #eee}
+.scroll{overflow-x:auto;max-width:100%}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:12px}details{margin:.3em 0}
 """
 
@@ -53,7 +54,7 @@ def _html_table(df: pd.DataFrame, cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f'<td{" class=num" if n and k else ""}>{html.escape(c)}</td>'
                                     for k, (c, n) in enumerate(zip(r, numeric))) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _data_uri(png: bytes) -> str:
@@ -101,7 +102,8 @@ def _grid(runs: Sequence[Run], prompt_set: str, max_prompts: int, images_per_pro
                     raise RunDirError(f"image {file} is missing: the run directory holds no images for this set")
                 cells.append(f"<td>{_thumb(file, cell)}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (f'<div class="scroll"><table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            '</table></div>')
 
 
 def _flatten(d, prefix: str = "") -> dict[str, str]:
@@ -161,9 +163,10 @@ def _default_baseline(runs: Sequence[Run]) -> Run | None:
 
 
 def build_report(run_dirs: Iterable, baseline=None, prompt_set: str | None = None, title: str | None = None,
-                 intro: str = "", max_prompts: int = 6, images_per_prompt: int = 2, cell: int = 160) -> str:
+                 intro: str = "", max_prompts: int = 6, images_per_prompt: int = 2, cell: int | None = None) -> str:
     """The report page as one HTML string (see the module docstring). ``baseline``: a run directory (default: the
-    base-model evaluation among ``run_dirs``, if any); ``intro``: HTML put under the title."""
+    base-model evaluation among ``run_dirs``, if any); ``intro``: HTML put under the title; ``cell``: the grid's
+    image size in pixels (default: as large as fits the page width, 64-160)."""
     runs = load_runs(run_dirs)
     if not runs:
         raise RunDirError("no run directories given")
@@ -173,12 +176,13 @@ def build_report(run_dirs: Iterable, baseline=None, prompt_set: str | None = Non
         runs = [base, *runs]
     others = [r for r in runs if base is None or r.path.resolve() != base.path.resolve()]
     ev = runs[0].eval(ps)
+    cell = cell or max(64, min(160, 960 // len(runs)))
     gen = ", ".join(f"{k} {v}" for k, v in ev.generation.items())
     title = title or f"bench report: {len(runs)} runs on {ps}"
     sections: list[tuple[str, str, str]] = []
     sections.append(("scores", "Scores", "<p>Medians over all images, with 95% bootstrap intervals (prompts "
                      "resampled); cost columns from each run's cost.json.</p>"
-                     + _html_table(results_table(runs, prompt_set=ps, with_ci=True))))
+                     + _html_table(results_table(runs, prompt_set=ps, with_ci=True).dropna(axis=1, how="all"))))
     if base is not None and others:
         sections.append(("wins", f"Win rates against {html.escape(base.name)}",
                          "<p>Paired by prompt and seed, ties count 0.5, 95% bootstrap intervals over prompts.</p>"
@@ -187,8 +191,8 @@ def build_report(run_dirs: Iterable, baseline=None, prompt_set: str | None = Non
     if len(runs) >= 3:
         pw = pairwise_win_rates(runs, prompt_set=ps)
         sections.append(("pairwise", "Every run against every other",
-                         f"<p>Cell: the row's paired win rate over the column on {html.escape(pw.index.name)}"
-                         "[95% CI].</p>" + _html_table(pw)))
+                         f"<p>Cell: the row's paired win rate over the column on {html.escape(display_name(pw.attrs['metric']))}, "
+                         "in percent [95% CI].</p>" + _html_table(pw)))
     sections.append(("distributions", "Score distributions",
                      _plot(P.plot_score_distributions, runs, prompt_set=ps)))
     has_images = all(str(p) for p in runs[0].eval(ps).scores()["image_path"].head(1))
@@ -206,7 +210,7 @@ def build_report(run_dirs: Iterable, baseline=None, prompt_set: str | None = Non
     sections.append(("configs", "Configurations",
                      ("<p>Settings that differ between the runs:</p>" + _html_table(diff) if len(diff) else
                       "<p>The runs' resolved configurations are identical.</p>") + configs))
-    nav = "".join(f'<a href="#{sid}">{html.escape(h if len(h) < 30 else h.split()[0])}</a>' for sid, h, _ in sections)
+    nav = "".join(f'<a href="#{sid}">{html.escape(h.split(" against ")[0])}</a>' for sid, h, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{h}</h2>{content}</section>' for sid, h, content in sections)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meta = (f"{ev.n_prompts} prompts of {html.escape(ps)} &times; {ev.images_per_prompt} images; "
