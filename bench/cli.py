@@ -247,6 +247,8 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
           only: Optional[str] = typer.Option(None, help="comma-separated recipe names (default: all)"),
           test_images_per_prompt: Optional[int] = typer.Option(
               None, help="seeds per test prompt (default: twice eval.images_per_prompt)"),
+          grid: str = typer.Option("narrow", help="narrow: 5 configurations within x4 of each preset; wide: 8, "
+                                   "the learning rate over three decades (bench/sweep.py GRIDS)"),
           overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every run."),
           quiet: bool = _QUIET) -> None:
     """Equal tuning budget: five configurations per method around its preset, selected on validation prompts,
@@ -256,7 +258,8 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
     _quiet_libraries()
     chosen = _recipes(only)
     with _one_line_errors():
-        run_sweep(model, output_dir, overrides or [], chosen, test_images_per_prompt, quiet, echo=typer.echo)
+        run_sweep(model, output_dir, overrides or [], chosen, test_images_per_prompt, quiet, echo=typer.echo,
+                  grid_kind=grid)
 
 
 @app.command("eval")

@@ -8,6 +8,12 @@ configurations around its preset:
 * the method's strength ``method.beta`` at 0.5x and 2x the preset's (at the preset's learning rate); a method
   without a beta (SFT) gets the learning rate at 0.25x and 4x instead, so that every method has five.
 
+That is the ``narrow`` grid (the default). ``--grid wide`` gives every method eight: the learning rate at 0.1x, 0.3x,
+1x, 3x, 10x and 30x the preset's, and beta at 0.5x and 2x (a method without beta: the learning rate at 0.03x and
+100x too). The narrow grid inherits each preset's scale, so a method whose preset is far from its good learning
+rate (the toy SFT preset's was copied from DPO's) never reaches it there (results/toy/README.md, step 7b). A
+configuration whose training diverges is recorded (NaN) and never selected.
+
 Every configuration is trained with the same data, seeds and budget (steps, batch) and evaluated on the family's
 validation prompt set (``eval.val_prompts``; the toy world: ``toy:val``, half of its held-out prompts). The
 configuration with the highest validation mean of the headline metric (the first of ``eval.metrics``) is selected,
@@ -29,24 +35,33 @@ from bench.config import ConfigError, RunConfig
 LR_FACTORS = (0.5, 1.0, 2.0)
 BETA_FACTORS = (0.5, 2.0)
 LR_ONLY_EXTRA = (0.25, 4.0)  # for methods without a beta, so every method gets len(LR_FACTORS) + 2 configurations
+#: (lr factors, beta factors, extra lr factors of a method without beta) of each grid. "narrow": five configurations
+#: within x4 of the preset; "wide": eight, the learning rate over three decades (a preset far from a method's good
+#: learning rate, e.g. one copied from another method, is not a limit), the same for every method.
+GRIDS = {"narrow": (LR_FACTORS, BETA_FACTORS, LR_ONLY_EXTRA),
+         "wide": ((0.1, 0.3, 1.0, 3.0, 10.0, 30.0), BETA_FACTORS, (0.03, 100.0))}
 
 
 def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def grid(cfg: RunConfig) -> list[tuple[str, list[str]]]:
-    """[(label, overrides)] of the configurations of one recipe, resolved to ``cfg`` (its preset)."""
+def grid(cfg: RunConfig, kind: str = "narrow") -> list[tuple[str, list[str]]]:
+    """[(label, overrides)] of the configurations of one recipe, resolved to ``cfg`` (its preset), on grid ``kind``
+    (:data:`GRIDS`)."""
+    if kind not in GRIDS:
+        raise ConfigError(f"unknown sweep grid {kind!r}; choose {' or '.join(GRIDS)}")
+    lr_factors, beta_factors, lr_only_extra = GRIDS[kind]
     lr = cfg.train.lr
-    points = [(f"lr{_num(f)}x", [f"train.lr={lr * f!r}"]) for f in LR_FACTORS]
+    points = [(f"lr{_num(f)}x", [f"train.lr={lr * f!r}"]) for f in lr_factors]
     from bench.config import method_config
     from methods.registry import get_method
 
     beta = getattr(method_config(cfg, get_method(cfg.method)), "beta", None)
     if beta is not None:
-        points += [(f"beta{_num(f)}x", [f"method.beta={beta * f!r}"]) for f in BETA_FACTORS]
+        points += [(f"beta{_num(f)}x", [f"method.beta={beta * f!r}"]) for f in beta_factors]
     else:
-        points += [(f"lr{_num(f)}x", [f"train.lr={lr * f!r}"]) for f in LR_ONLY_EXTRA]
+        points += [(f"lr{_num(f)}x", [f"train.lr={lr * f!r}"]) for f in lr_only_extra]
     return points
 
 
@@ -63,10 +78,10 @@ def _mean(run_dir: Path, prompt_set: str, metric: str) -> float:
 
 def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | None = None,
           test_images_per_prompt: int | None = None, quiet: bool = False,
-          echo: Callable[[str], None] = print) -> Path:
+          echo: Callable[[str], None] = print, grid_kind: str = "narrow") -> Path:
     """Train, select and report (module docstring); returns ``output_dir/report``."""
     from bench.runner import RECIPES, needs_training, resolve_run
-    from bench.trainer import train
+    from bench.trainer import NonFiniteError, train
     from bench.worlds import world_of
     from evaluators.plots import image_grid
     from evaluators.prompts import load_prompts
@@ -89,25 +104,31 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         val_set, test_set = (load_prompts(p, limit=e.limit).name for p in (e.val_prompts, e.test_prompts))
         metric = e.metrics.split(",")[0].strip()
         best = None
-        for label, extra in grid(preset):
+        for label, extra in grid(preset, grid_kind):
             run_name = f"{name}-{label}"
             cfg, _, run_dir = resolve_run(method, model, None, config,
                                           [*overrides, *extra, f"eval.prompts={e.val_prompts}"], run_name,
                                           str(output_dir), resume=True, echo=lambda m: None)
             start = time.perf_counter()
-            if not (run_dir / "eval" / val_set / "summary.json").is_file():
-                echo(f"== {run_name} ({method}{', ' + config if config else ''}; {' '.join(extra)})")
-                if needs_training(run_dir, cfg):
-                    train(cfg, run_dir, resume=True, show_progress=not quiet)
-                world.evaluate(run_dir, _with_eval(cfg, e.val_prompts, e.images_per_prompt), state, True,
-                               lambda m: None)
+            try:
+                if not (run_dir / "eval" / val_set / "summary.json").is_file():
+                    echo(f"== {run_name} ({method}{', ' + config if config else ''}; {' '.join(extra)})")
+                    if needs_training(run_dir, cfg):
+                        train(cfg, run_dir, resume=True, show_progress=not quiet)
+                    world.evaluate(run_dir, _with_eval(cfg, e.val_prompts, e.images_per_prompt), state, True,
+                                   lambda m: None)
+                score = _mean(run_dir, val_set, metric)
+            except NonFiniteError as err:  # a diverged configuration is a result (never selected), not a crash
+                score = float("nan")
+                echo(f"{run_name}: diverged ({str(err).splitlines()[0][:120]})")
             seconds[run_name] = time.perf_counter() - start
-            score = _mean(run_dir, val_set, metric)
             val_rows.append({"recipe": name, "configuration": label, "overrides": " ".join(extra),
                              f"val {metric} mean": score, "run": str(run_dir)})
             echo(f"{run_name}: validation {metric} mean {score:.4f}")
-            if best is None or score > best[0]:
+            if score == score and (best is None or score > best[0]):
                 best = (score, label, run_dir, cfg)
+        if best is None:
+            raise ConfigError(f"{name}: every configuration diverged; lower train.lr")
         _, label, run_dir, cfg = best
         n_test = test_images_per_prompt or 2 * e.images_per_prompt
         start = time.perf_counter()
@@ -133,9 +154,10 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
     sel = "\n".join(f"| {name} | {label} | `{run_dir.name}` |" for name, (label, run_dir) in chosen.items())
     total = sum(seconds.values())
     (report / "README.md").write_text(
-        f"# bench sweep on {model}\n\nEvery recipe: {len(grid(cfg))} configurations (learning rate x "
-        f"{', '.join(_num(f) for f in LR_FACTORS)}; beta x {', '.join(_num(f) for f in BETA_FACTORS)}, or for a "
-        f"method without beta the learning rate x {', '.join(_num(f) for f in LR_ONLY_EXTRA)}), each selected on "
+        f"# bench sweep on {model}\n\nEvery recipe: {len(grid(cfg, grid_kind))} configurations ({grid_kind} grid: "
+        f"learning rate x {', '.join(_num(f) for f in GRIDS[grid_kind][0])}; beta x "
+        f"{', '.join(_num(f) for f in GRIDS[grid_kind][1])}, or for a method without beta the learning rate x "
+        f"{', '.join(_num(f) for f in GRIDS[grid_kind][2])}), each selected on "
         f"`{val_set}` by the mean {metric} and reported on `{test_set}` ({n_test} seeds per prompt).\n\n"
         f"## Test prompts\n\n{table}\n\nWin rates against the base model (paired by prompt and seed, ties 0.5, 95% "
         f"bootstrap intervals over prompts):\n\n{wins}\n\n![grid](grid.png)\n\n## Selected configurations\n\n"
@@ -143,7 +165,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         f"{val_md}\n\nWall time of this invocation: {total / 60:.1f} minutes (training and evaluation; reused runs "
         f"count their evaluation only).\n")
     (report / "sweep.json").write_text(json.dumps(
-        {"model": model, "overrides": overrides, "val_prompts": val_set, "test_prompts": test_set,
+        {"model": model, "grid": grid_kind, "overrides": overrides, "val_prompts": val_set, "test_prompts": test_set,
          "test_images_per_prompt": n_test,
          "metric": metric, "selected": {k: {"configuration": v[0], "run": str(v[1])} for k, v in chosen.items()},
          "seconds": {k: round(v, 1) for k, v in seconds.items()}}, indent=2) + "\n")

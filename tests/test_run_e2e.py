@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -118,3 +120,34 @@ def test_toy_validation_writes_its_four_facts(tmp_path):
     assert result["random_change_norm"] > 0
     wins = pd.DataFrame(result["win_rates"])
     assert set(wins.run) == {Path(p).name for p in result["runs"].values()} and (wins.n == 8).all()
+
+
+def test_sweep_wide_grid_and_a_diverged_configuration(tmp_path, monkeypatch):
+    """The wide grid gives every method the same eight configurations, the learning rate over three decades; a
+    configuration whose training diverges is recorded (NaN, never selected) and the sweep goes on."""
+    from bench import trainer
+    from bench.config import ConfigError, resolve
+    from bench.models import resolve_model
+    from bench.sweep import grid, sweep
+    from methods import get_method
+
+    for method in ("dpo", "sft"):
+        cfg, _ = resolve(method, "toy", resolve_model("toy")[2], get_method(method), None, [])
+        lrs = sorted(float(o[0].split("=")[1]) for _, o in grid(cfg, "wide") if o[0].startswith("train.lr="))
+        assert len(grid(cfg, "wide")) == 8 and lrs[-1] / lrs[0] >= 300
+    with pytest.raises(ConfigError, match="narrow or wide"):
+        grid(cfg, "huge")
+    real_train = trainer.train
+
+    def train_or_diverge(cfg, run_dir, **kw):
+        if run_dir.name == "sft-lr4x":
+            raise trainer.NonFiniteError("non-finite loss nan at step 1")
+        return real_train(cfg, run_dir, **kw)
+
+    monkeypatch.setattr(trainer, "train", train_or_diverge)
+    report = sweep("toy", tmp_path / "sweep", ["steps=1", "eval.limit=4", "eval.images_per_prompt=1", "eval.steps=2",
+                                               "eval.metrics=toy-pickscore"], only=["sft"], test_images_per_prompt=1,
+                   quiet=True, echo=lambda m: None)
+    val = pd.read_csv(report / "validation.csv").set_index("configuration")
+    assert np.isnan(val.loc["lr4x", "val toy-pickscore mean"]) and not val.loc["lr4x", "selected"]
+    assert val.selected.sum() == 1

@@ -3,8 +3,8 @@ method rankings. ``python -m bench.toy.validate --out results/toy/validation`` t
 exists under ``--runs``, by default ``bench sweep``'s folder, which then reuses them), then writes ``validation.md``,
 ``validation.json`` and ``grid.png`` into ``--out``.
 
-SFT and DPO each get ``bench sweep``'s equal tuning budget (five configurations around the preset, selected on the
-``toy:val`` prompts by the mean toy-pickscore); the facts are measured on the disjoint ``toy:test`` prompts, paired
+SFT and DPO each get ``bench sweep``'s equal tuning budget (its narrow or ``--grid wide`` grid around the preset,
+selected on the ``toy:val`` prompts by the mean toy-pickscore); the facts are measured on the disjoint ``toy:test`` prompts, paired
 by prompt and seed against the base model (toy-pickscore win rate, 95% bootstrap interval over prompts):
 
 1. SFT on the data's preferred images beats the base model (the Diffusion-DPO and Diffusion-KTO papers' SFT rows;
@@ -78,7 +78,7 @@ def attribute_accuracy(eval_dir: Path) -> dict:
 
 
 def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: int = 0, quiet: bool = True,
-             test_images_per_prompt: int | None = None) -> dict:
+             test_images_per_prompt: int | None = None, grid: str = "narrow") -> dict:
     """Run the four checks (module docstring) and write the report; returns the results dict."""
     from bench.config import RunConfig
     from bench.sweep import _with_eval, sweep
@@ -92,7 +92,7 @@ def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: in
     out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     report = sweep("toy", runs, overrides, only=["sft", "dpo"], test_images_per_prompt=test_images_per_prompt,
-                   quiet=quiet, echo=print if not quiet else (lambda m: None))
+                   quiet=quiet, echo=print if not quiet else (lambda m: None), grid_kind=grid)
     seconds = {"sft and dpo (bench sweep --only sft,dpo)": time.perf_counter() - t}
     info = json.loads((report / "sweep.json").read_text())
     dirs = {m: Path(info["selected"][m]["run"]) for m in ("sft", "dpo")}
@@ -135,12 +135,12 @@ def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: in
               "selected": info["selected"], "random_change_norm": norm,
               "seconds": {k: round(v, 1) for k, v in seconds.items()},
               "runs": {k: str(v) for k, v in dirs.items()}, "base": str(base), "prompt_set": ps,
-              "overrides": overrides}
+              "overrides": overrides, "grid": grid}
     (out / "validation.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "validation.md").write_text(
         f"# Toy world validation (`python -m bench.toy.validate --out {out}`)\n\n"
         f"| fact | holds |\n|---|---|\n{verdicts}\n\n"
-        f"SFT and DPO each get `bench sweep`'s five configurations around their preset, selected on "
+        f"SFT and DPO each get `bench sweep`'s {grid} grid of configurations around their preset, selected on "
         f"`{info['val_prompts']}` (selected: {chosen}; every configuration: `{report}/README.md`). Win rates "
         f"against the base model on the disjoint `{ps}` ({info['test_images_per_prompt']} seeds per prompt; paired "
         f"by prompt and seed, ties 0.5, 95% bootstrap intervals over prompts); `random-like-dpo` is the base model "
@@ -159,12 +159,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the runs go (resumed; the default is `bench sweep`'s, which then reuses them)")
     ap.add_argument("--test-images-per-prompt", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0, help="seed of the random direction")
+    ap.add_argument("--grid", default="narrow", help="the sweep's grid: narrow or wide (bench/sweep.py GRIDS)")
     ap.add_argument("overrides", nargs="*", help="config overrides for both trainings (key=value)")
     args = ap.parse_args(argv)
     import bench  # noqa: F401  (torchvision compat before transformers)
 
     result = validate(args.out, args.runs, args.overrides, args.seed, quiet=True,
-                      test_images_per_prompt=args.test_images_per_prompt)
+                      test_images_per_prompt=args.test_images_per_prompt, grid=args.grid)
     print((args.out / "validation.md").read_text())
     return 0 if all(result["facts"].values()) else 1
 
