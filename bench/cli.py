@@ -251,8 +251,8 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
                                    "the learning rate over three decades (bench/sweep.py GRIDS)"),
           overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every run."),
           quiet: bool = _QUIET) -> None:
-    """Equal tuning budget: five configurations per method around its preset, selected on validation prompts,
-    reported on disjoint test prompts (bench/sweep.py)."""
+    """Equal tuning budget: five configurations per method around its preset (--grid wide: eight), selected on
+    validation prompts, reported on disjoint test prompts (bench/sweep.py)."""
     from bench.sweep import sweep as run_sweep
 
     _quiet_libraries()
@@ -260,6 +260,11 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
     with _one_line_errors():
         run_sweep(model, output_dir, overrides or [], chosen, test_images_per_prompt, quiet, echo=typer.echo,
                   grid_kind=grid)
+
+
+def _scorer_sources(scorer_weights: list[str] | None) -> dict[str, str]:
+    """``--scorer-weights METRIC=PATH|HUB_ID`` (repeatable) as {metric: source}."""
+    return dict(item.split("=", 1) for item in scorer_weights or [])
 
 
 @app.command("eval")
@@ -314,7 +319,7 @@ def eval_(model: Optional[str] = typer.Option(None, "--model", help="a base mode
         for name in names:
             SCORERS.get(name)  # an unknown scorer fails here, before anything is written
         spec = spec_from(e, resolve_model(base_model)[3])
-        sources = dict(item.split("=", 1) for item in scorer_weights or [])
+        sources = _scorer_sources(scorer_weights)
         prompt_set = load_prompts(e.prompts, limit=e.limit)
         out = checkpoint or base_run_dir(output_dir, model, spec)
         folder = evaluate(out, prompt_set, names, spec, model=model, run_dir=checkpoint, scorer_sources=sources,
@@ -379,7 +384,7 @@ def scoreboard(base: str = typer.Option(..., "--base", help="base model: sd15 or
     with _one_line_errors():
         run_scoreboard(base, output_dir, only=models.split(",") if models else None, skip_missing=skip_missing,
                        download=download,
-                       scorer_sources=dict(item.split("=", 1) for item in scorer_weights or []), quiet=quiet,
+                       scorer_sources=_scorer_sources(scorer_weights), quiet=quiet,
                        echo=typer.echo, prompts=prompts, limit=limit, metrics=metrics,
                        images_per_prompt=images_per_prompt, seed=seed, sampler=sampler, steps=steps, cfg=cfg_scale,
                        resolution=resolution, batch_size=batch_size)
@@ -452,14 +457,14 @@ def ls(what: str = typer.Argument(..., help="methods | models | scorers | prompt
             cls = METHODS.get(n)
             typer.echo(f"{n:12s} {summary_line(cls)}  [{cls.paper}]")
     elif what == "models":
-        from bench.models import MODELS
+        from bench.models import MODELS, published_checkpoint
         names = MODELS.names()
-        for n in (n for n in names if MODELS.get(n).checkpoint is None):
+        for n in (n for n in names if published_checkpoint(n) is None):
             spec = MODELS.get(n)
             typer.echo(f"{n:12s} {spec.source:45s} {spec.description}")
         typer.echo("\npublished checkpoints (bench scoreboard; bench/published.py):")
-        for n in (n for n in names if MODELS.get(n).checkpoint is not None):
-            c = MODELS.get(n).checkpoint
+        for n in (n for n in names if published_checkpoint(n) is not None):
+            c = published_checkpoint(n)
             typer.echo(f"{n:14s} base {c.base:5s} {c.method:5s} {c.repo:45s} licence: {c.licence}\n"
                        f"{'':14s} {c.paper}")
     elif what in ("scorers", "prompts"):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from bench.models import MODELS, apply_checkpoint, checked_architecture, identity_of, local_source, resolve_model
+from bench.models import (apply_checkpoint, checked_architecture, identity_of, local_source, published_checkpoint,
+                          resolve_model)
 from bench.rundir import write_eval_run_json
 from evaluators.harness import GenerationSpec, ScoreCache
 from evaluators.scorers.registry import load_scorer
@@ -38,7 +39,7 @@ def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim"
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     if run_dir is not None:
         run = json.loads((Path(run_dir) / "run.json").read_text())
-        published = run["model"] in MODELS and MODELS.get(run["model"]).checkpoint is not None
+        published = published_checkpoint(run["model"]) is not None
         model, vae = run["model"] if published else run.get("model_path") or run["model"], run.get("vae")
     name, path, preset_family, _ = resolve_model(model)
     fam = checked_architecture(name, path, preset_family)
@@ -47,7 +48,7 @@ def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim"
     if vae:
         extra["vae"] = AutoencoderKL.from_pretrained(local_source(vae, ["config.json"]), torch_dtype=dtype)
     pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, **extra)
-    if name in MODELS and MODELS.get(name).checkpoint is not None:
+    if published_checkpoint(name) is not None:
         apply_checkpoint(pipe, name)  # published weights on their base pipeline (bench/published.py)
     if run_dir is not None:
         weights = Path(run_dir) / "weights"

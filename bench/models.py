@@ -73,6 +73,16 @@ class Checkpoint:
 
 
 MODELS = Registry("model")
+
+
+def published_checkpoint(name: str) -> "Checkpoint | None":
+    """The published checkpoint a registered model name stands for (bench/published.py), else None."""
+    return MODELS.get(name).checkpoint if name in MODELS else None
+
+
+def _bin_twin(file: str) -> str:
+    """The .bin name of a .safetensors weight file (older uploads ship only that)."""
+    return file[:-len(".safetensors")] + ".bin"
 COMPONENT_FILES = {
     "sd15": ["model_index.json", "scheduler/scheduler_config.json", "unet/config.json",
              "unet/diffusion_pytorch_model.safetensors", "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
@@ -297,7 +307,7 @@ def cached_snapshot(repo: str, files: list[str]) -> Path | None:
     for f in files:
         found = try_to_load_from_cache(repo, f, cache_dir=str(hub_cache()))
         if not isinstance(found, str) and f.endswith(".safetensors"):
-            found = try_to_load_from_cache(repo, f[:-len(".safetensors")] + ".bin", cache_dir=str(hub_cache()))
+            found = try_to_load_from_cache(repo, _bin_twin(f), cache_dir=str(hub_cache()))
         if not isinstance(found, str):
             return None
         folder = Path(found).parents[len(Path(f).parts) - 1]
@@ -322,8 +332,8 @@ def checkpoint_folder(name: str) -> Path:
     files = ckpt.files(spec.family)
     if Path(ckpt.repo).expanduser().is_dir():
         folder = Path(ckpt.repo).expanduser()
-        missing = [f for f in files if not (folder / f).is_file() and not (
-            f.endswith(".safetensors") and (folder / (f[:-len(".safetensors")] + ".bin")).is_file())]
+        missing = [f for f in files if not (folder / f).is_file()
+                   and not (f.endswith(".safetensors") and (folder / _bin_twin(f)).is_file())]
     else:
         found = cached_snapshot(ckpt.repo, files)
         if found is not None:
@@ -355,8 +365,8 @@ def download_model(name: str, vae: str | None = None) -> None:
 
     jobs = []
     spec = MODELS.get(name) if name in MODELS else None
-    if spec is not None and spec.checkpoint is not None:
-        c = spec.checkpoint
+    c = published_checkpoint(name)
+    if c is not None:
         jobs.append((c.repo, PIPELINE_PATTERNS if c.layout == "pipeline" else c.files(spec.family)))
         if c.layout != "pipeline":
             jobs.append((MODELS.get(c.base).source, PIPELINE_PATTERNS))
@@ -368,15 +378,15 @@ def download_model(name: str, vae: str | None = None) -> None:
         snapshot_download(repo, allow_patterns=patterns, cache_dir=str(hub_cache()))
         weights = [p for p in patterns if p.endswith(".safetensors")]
         if weights and cached_snapshot(repo, [p for p in patterns if "*" not in p]) is None:  # an older .bin upload
-            snapshot_download(repo, allow_patterns=[p[:-len(".safetensors")] + ".bin" for p in weights],
+            snapshot_download(repo, allow_patterns=[_bin_twin(p) for p in weights],
                               cache_dir=str(hub_cache()))
 
 
 def checkpoint_identity(name: str) -> str:
     """The checkpoint part of a registered checkpoint's weight identity ('' for a plain model)."""
-    if name not in MODELS or MODELS.get(name).checkpoint is None:
+    ckpt = published_checkpoint(name)
+    if ckpt is None:
         return ""
-    ckpt = MODELS.get(name).checkpoint
     folder = checkpoint_folder(name)
     parts = []
     for f in ckpt.files(MODELS.get(name).family):
@@ -398,7 +408,7 @@ def resolve_model(name: str) -> tuple[str, str, str, int]:
     A hub id whose files are in the hub cache resolves to its snapshot folder. A registered published checkpoint
     resolves to its base model's path (a "pipeline" layout: to its own folder) after checking its files are there;
     :func:`apply_checkpoint` puts its weights on the loaded base."""
-    if name in MODELS and MODELS.get(name).checkpoint is not None:
+    if published_checkpoint(name) is not None:
         spec = MODELS.get(name)
         folder = checkpoint_folder(name)
         _, base_path, family, resolution = resolve_model(spec.checkpoint.base)
@@ -475,7 +485,7 @@ def load_components(name: str, vae: str | None = None, device: str | torch.devic
                          "specified for epsilon prediction")
     comps = Components(name, path, family, preset_family, resolution or native_res, unet, vae_model, encoders,
                        tokenizers, scheduler, model_identity(path, vae) + checkpoint_identity(name))
-    if name in MODELS and MODELS.get(name).checkpoint is not None:
+    if published_checkpoint(name) is not None:
         apply_checkpoint_to_components(comps, name, dtype)
     for m in [comps.unet, comps.vae, *comps.text_encoders]:
         m.to(device)

@@ -26,7 +26,7 @@ files and the ``hf download`` command that fetches them.
 """
 from __future__ import annotations
 
-from bench.models import MODELS, Checkpoint, ModelSpec
+from bench.models import MODELS, Checkpoint, ModelSpec, published_checkpoint
 
 DPO = ("Diffusion Model Alignment Using Direct Preference Optimization (Wallace et al., CVPR 2024, arXiv "
        "2311.12908)")
@@ -89,4 +89,4 @@ def register() -> None:
 
 def published_of(base: str) -> list[str]:
     """The registered published checkpoints on base model ``base``, in registry order."""
-    return [n for n in MODELS.names() if MODELS.get(n).checkpoint is not None and MODELS.get(n).checkpoint.base == base]
+    return [n for n in MODELS.names() if getattr(published_checkpoint(n), "base", None) == base]

@@ -7,11 +7,10 @@ option given on the command line applied to every model alike. The VAE is the ba
 every model (SDXL: madebyollin/sdxl-vae-fp16-fix, which the MaPO, SmPO, InPO and SPO authors used and which decodes
 in fp16; the DPO authors' examples used SDXL's own).
 
-Each model is evaluated into ``OUT/base-<model>-<key>/`` (the key hashes the protocol and the model's weight files,
-as ``bench eval`` does), so a rerun reuses every image and score, and a finished evaluation is not even reloaded:
-the scoreboard renders from cached results on a machine without the weights. The folder's key is the protocol and
-the model's name, not its files: delete a model's folder to score a new revision of its weights. ``OUT/scoreboard-<base>/`` gets
-README.md (the table of medians with intervals and the papers' own numbers beside ours, win rates against the base,
+Each model is evaluated into ``OUT/base-<model>-<key>/``, the key hashing the protocol, the model's name and the
+VAE (unlike ``bench eval``'s, not the weight files), so a rerun reuses every image and score, and a finished
+evaluation is not even reloaded: the scoreboard renders from cached results on a machine without the weights.
+Delete a model's folder to score a new revision of its weights. ``OUT/scoreboard-<base>/`` gets README.md (the table of medians with intervals and the papers' own numbers beside ours, win rates against the base,
 every model against every other), CSV files and report.html (``bench report``).
 """
 from __future__ import annotations
@@ -21,8 +20,9 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from bench.config import ConfigError, family_config, validate, RunConfig
-from bench.models import MODELS, MissingWeightsError, checked_architecture, download_model, resolve_model
+from bench.config import ConfigError, RunConfig, family_config, validate
+from bench.models import (MODELS, MissingWeightsError, checked_architecture, download_model, published_checkpoint,
+                          resolve_model)
 
 #: the papers' protocols, printed beside their numbers (evaluators/tables.reference_table rows)
 PAPER_PROTOCOL = ("paper rows: the SmPO paper's main table (HPDv2 test prompts, medians; GPU-hours on A800s; "
@@ -35,8 +35,8 @@ def protocol(base: str, **given) -> tuple:
     (prompts, limit, metrics, images_per_prompt, sampler, steps, cfg, resolution, seed, batch_size) applied."""
     from bench.evaluate import spec_from
 
-    if base not in MODELS or MODELS.get(base).checkpoint is not None:
-        bases = sorted({MODELS.get(n).checkpoint.base for n in MODELS.names() if MODELS.get(n).checkpoint})
+    if base not in MODELS or published_checkpoint(base) is not None:
+        bases = sorted({published_checkpoint(n).base for n in MODELS.names() if published_checkpoint(n)})
         raise ConfigError(f"--base {base!r}: choose a base model with published checkpoints ({', '.join(bases)})")
     spec = MODELS.get(base)
     e = dataclasses.replace(family_config(spec.family).eval, **{k: v for k, v in given.items() if v is not None})
@@ -56,6 +56,15 @@ def models_of(base: str, only: list[str] | None = None) -> list[str]:
                               f"({', '.join(names[1:])}); see bench ls models")
         names = [base, *[n for n in names[1:] if n in only]]
     return names
+
+
+def _missing_weights(name: str) -> str | None:
+    """Why model ``name`` cannot be loaded here (MissingWeightsError's message), or None when its files are here."""
+    try:
+        checked_architecture(*resolve_model(name)[:3])
+    except MissingWeightsError as err:
+        return str(err)
+    return None
 
 
 def _done(folder: Path, prompt_set: str, metrics: list[str]) -> bool:
@@ -96,16 +105,13 @@ def scoreboard(base: str, output_dir: Path, only: list[str] | None = None, skip_
         if _done(folder, prompt_set.name, metrics):
             folders[name] = folder
             continue
-        try:
-            if download:
-                try:
-                    checked_architecture(*resolve_model(name)[:3])
-                except MissingWeightsError:
-                    echo(f"downloading {name} ...")
-                    download_model(name, vae)
-            checked_architecture(*resolve_model(name)[:3])
-        except MissingWeightsError as err:
-            missing[name] = str(err)
+        error = _missing_weights(name)
+        if error and download:
+            echo(f"downloading {name} ...")
+            download_model(name, vae)
+            error = _missing_weights(name)
+        if error:
+            missing[name] = error
             continue
         folders[name] = folder
     if missing and not skip_missing:
@@ -151,9 +157,8 @@ def scoreboard(base: str, output_dir: Path, only: list[str] | None = None, skip_
         parts += [f"\n## Every model against every other ({pw.index.name} the column)\n", render(pw, "md")]
     if missing:
         parts += ["\n## Not scored (no weights here)\n", *[f"- {n}: {m}\n" for n, m in missing.items()]]
-    sources = "".join(f"- {n}: {MODELS.get(n).checkpoint.repo} ({MODELS.get(n).checkpoint.layout}; "
-                      f"{MODELS.get(n).checkpoint.paper}; licence {MODELS.get(n).checkpoint.licence})\n"
-                      for n in folders if MODELS.get(n).checkpoint is not None)
+    sources = "".join(f"- {n}: {c.repo} ({c.layout}; {c.paper}; licence {c.licence})\n"
+                      for n, c in ((n, published_checkpoint(n)) for n in folders) if c is not None)
     parts += ["\n## Checkpoints\n", sources or "(none)\n", "\n[report.html](report.html): tables, plots, the same "
               "prompts' images side by side, each model's configuration.\n"]
     (out / "README.md").write_text("\n".join(parts))

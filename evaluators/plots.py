@@ -90,6 +90,25 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def grid_image(run_name: str, evaluation, scores, prompt_id: int, image_index: int) -> Path:
+    """The stored image file of (prompt, image index) in one run's evaluation (``scores`` indexed by prompt_id and
+    image_index); a missing row or file is a RunDirError naming it."""
+    if (prompt_id, image_index) not in scores.index:
+        raise RunDirError(f"run {run_name!r} has no image for prompt {prompt_id}, image {image_index}")
+    file = evaluation.image_file(str(scores.loc[(prompt_id, image_index), "image_path"]))
+    if not file.is_file():
+        raise RunDirError(f"image {file} is missing: the run directory holds no images for this prompt set")
+    return file
+
+
+def thumbnail(file: Path, cell: int) -> Image.Image:
+    """The image fitted into a ``cell`` x ``cell`` box; tiny (toy) images are scaled up with crisp pixels."""
+    with Image.open(file) as im:
+        small_image = im.width * 2 <= cell
+        return ImageOps.contain(im.convert("RGB"), (cell, cell),
+                                Image.Resampling.NEAREST if small_image else Image.Resampling.BICUBIC)
+
+
 def image_grid(run_dirs: Iterable, path: str | os.PathLike, prompt_set: str | None = None,
                prompt_ids: Sequence[int] | None = None, max_prompts: int = 4, image_index: int = 0,
                cell: int = 256, label_width: int = 240) -> Path:
@@ -122,15 +141,7 @@ def image_grid(run_dirs: Iterable, path: str | os.PathLike, prompt_set: str | No
         lines = textwrap.wrap(prompt, chars)[: max(1, cell // 18)]
         draw.multiline_text((6, y + 6), "\n".join(lines), fill="black", font=small, spacing=4)
         for j, (e, t) in enumerate(zip(evals, tables)):
-            if (pid, image_index) not in t.index:
-                raise RunDirError(f"run {runs[j].name!r} has no image for prompt {pid}, image {image_index}")
-            file = e.image_file(str(t.loc[(pid, image_index), "image_path"]))
-            if not file.is_file():
-                raise RunDirError(f"image {file} is missing: the run directory holds no images for this prompt set")
-            with Image.open(file) as im:
-                small_image = im.width * 2 <= cell  # tiny (toy) images: keep the pixels crisp
-                thumb = ImageOps.contain(im.convert("RGB"), (cell, cell),
-                                         Image.Resampling.NEAREST if small_image else Image.Resampling.BICUBIC)
+            thumb = thumbnail(grid_image(runs[j].name, e, t, pid, image_index), cell)
             grid.paste(thumb, (label_width + j * cell + (cell - thumb.width) // 2, y + (cell - thumb.height) // 2))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

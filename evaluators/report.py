@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
-from PIL import Image, ImageOps
 
 from evaluators import plots as P
-from evaluators.rundir import Run, RunDirError
+from evaluators.rundir import Run, RunDirError, _atomic_write
 from evaluators.tables import (_cells, _labels, _prompt_set, display_name, load_runs, pairwise_win_rates,
                                results_table, win_rate_table)
 
@@ -69,10 +68,7 @@ def _plot(make, *args, **kwargs) -> str:
 
 
 def _thumb(file: Path, cell: int) -> str:
-    with Image.open(file) as im:
-        small = im.width * 2 <= cell  # tiny (toy) images: scale up with crisp pixels
-        thumb = ImageOps.contain(im.convert("RGB"), (cell, cell),
-                                 Image.Resampling.NEAREST if small else Image.Resampling.BICUBIC)
+    thumb = P.thumbnail(file, cell)
     buf = io.BytesIO()
     thumb.save(buf, format="PNG", optimize=True)
     return f'<img width="{thumb.width}" height="{thumb.height}" alt="" src="{_data_uri(buf.getvalue())}">'
@@ -95,12 +91,7 @@ def _grid(runs: Sequence[Run], prompt_set: str, max_prompts: int, images_per_pro
                 if "seed" in rec else html.escape(str(rec["prompt"]))
             cells = [f'<td class="prompt">{label}</td>']
             for run, e, t in zip(runs, evals, tables):
-                if (pid, k) not in t.index:
-                    raise RunDirError(f"run {run.name!r} has no image for prompt {pid}, image {k}")
-                file = e.image_file(str(t.loc[(pid, k), "image_path"]))
-                if not file.is_file():
-                    raise RunDirError(f"image {file} is missing: the run directory holds no images for this set")
-                cells.append(f"<td>{_thumb(file, cell)}</td>")
+                cells.append(f"<td>{_thumb(P.grid_image(run.name, e, t, pid, k), cell)}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
             '</table></div>')
@@ -191,12 +182,12 @@ def build_report(run_dirs: Iterable, baseline=None, prompt_set: str | None = Non
     if len(runs) >= 3:
         pw = pairwise_win_rates(runs, prompt_set=ps)
         sections.append(("pairwise", "Every run against every other",
-                         f"<p>Cell: the row's paired win rate over the column on {html.escape(display_name(pw.attrs['metric']))}, "
-                         "in percent [95% CI].</p>" + _html_table(pw)))
+                         "<p>Cell: the row's paired win rate over the column on "
+                         f"{html.escape(display_name(pw.attrs['metric']))}, in percent [95% CI].</p>"
+                         + _html_table(pw)))
     sections.append(("distributions", "Score distributions",
                      _plot(P.plot_score_distributions, runs, prompt_set=ps)))
-    has_images = all(str(p) for p in runs[0].eval(ps).scores()["image_path"].head(1))
-    if has_images:
+    if str(ev.scores()["image_path"].iloc[0]):  # worlds without pictures (exact) store no image paths
         sections.append(("grid", "Same prompts, same seeds",
                          f"<p>The first {max_prompts} prompts of {html.escape(ps)}, {images_per_prompt} seeds each;"
                          " every column was sampled with the same initial noise.</p>"
@@ -225,8 +216,5 @@ def write_report(run_dirs: Iterable, out: str | Path, **kwargs) -> Path:
     """Write :func:`build_report`'s page to ``out`` (atomically) and return its path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    page = build_report(run_dirs, **kwargs)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    _atomic_write(out, build_report(run_dirs, **kwargs))
     return out

@@ -196,7 +196,8 @@ def read_run(path: str | os.PathLike) -> Run:
                 evals[d.name] = read_eval(d)
             else:
                 incomplete.append(d.name)
-    return Run(path=path, name=str(info.get("label") or info.get("name") or path.name), kind=str(info.get("kind", "train")),
+    return Run(path=path, name=str(info.get("label") or info.get("name") or path.name),
+               kind=str(info.get("kind", "train")),
                method=info.get("method"), model=str(info.get("model", "")), created=str(info.get("created", "")),
                info=info, config=_read_json(path / "config.json", required=False),
                env=_read_json(path / "env.json", required=False), cost=read_cost(path / "cost.json"),
@@ -205,7 +206,7 @@ def read_run(path: str | os.PathLike) -> Run:
 
 def _atomic_write(file: Path, text: str) -> None:
     tmp = file.with_name(file.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(file)
 
 

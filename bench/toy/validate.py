@@ -4,8 +4,8 @@ exists under ``--runs``, by default ``bench sweep``'s folder, which then reuses 
 ``validation.json`` and ``grid.png`` into ``--out``.
 
 SFT and DPO each get ``bench sweep``'s equal tuning budget (its narrow or ``--grid wide`` grid around the preset,
-selected on the ``toy:val`` prompts by the mean toy-pickscore); the facts are measured on the disjoint ``toy:test`` prompts, paired
-by prompt and seed against the base model (toy-pickscore win rate, 95% bootstrap interval over prompts):
+selected on the ``toy:val`` prompts by the mean toy-pickscore); the facts are measured on the disjoint ``toy:test``
+prompts, paired by prompt and seed against the base model (toy-pickscore win rate, 95% bootstrap interval over prompts):
 
 1. SFT on the data's preferred images beats the base model (the Diffusion-DPO and Diffusion-KTO papers' SFT rows;
    the InPO and SmPO authors start SD1.5 from such a checkpoint): win rate above 55% and interval above 50%.
