@@ -247,6 +247,9 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
           only: Optional[str] = typer.Option(None, help="comma-separated recipe names (default: all)"),
           test_images_per_prompt: Optional[int] = typer.Option(
               None, help="seeds per test prompt (default: twice eval.images_per_prompt)"),
+          val_images_per_prompt: Optional[int] = typer.Option(
+              None, help="seeds per validation prompt, on which the configuration is selected (default: "
+              "eval.images_per_prompt)"),
           grid: str = typer.Option("narrow", help="narrow: 5 configurations within x4 of each preset; wide: 8, "
                                    "the learning rate over three decades (bench/sweep.py GRIDS)"),
           overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every run."),
@@ -259,7 +262,7 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
     chosen = _recipes(only)
     with _one_line_errors():
         run_sweep(model, output_dir, overrides or [], chosen, test_images_per_prompt, quiet, echo=typer.echo,
-                  grid_kind=grid)
+                  grid_kind=grid, val_images_per_prompt=val_images_per_prompt)
 
 
 def _scorer_sources(scorer_weights: list[str] | None) -> dict[str, str]:

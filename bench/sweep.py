@@ -15,8 +15,10 @@ rate (the toy SFT preset's was copied from DPO's) never reaches it there (result
 configuration whose training diverges is recorded (NaN) and never selected.
 
 Every configuration is trained with the same data, seeds and budget (steps, batch) and evaluated on the family's
-validation prompt set (``eval.val_prompts``; the toy world: ``toy:val``, half of its held-out prompts). The
-configuration with the highest validation mean of the headline metric (the first of ``eval.metrics``) is selected,
+validation prompt set (``eval.val_prompts``; the toy world: ``toy:val``, half of its held-out prompts) with
+``--val-images-per-prompt`` seeds per prompt (default ``eval.images_per_prompt``; more seeds make the selection less
+noisy, results/toy/README.md step 7d). The configuration with the highest validation mean of the headline metric (the
+first of ``eval.metrics``) is selected,
 and only it is evaluated on the test prompt set (``eval.test_prompts``; ``toy:test``, the other half) with
 ``test_images_per_prompt`` seeds per prompt. ``OUT/report/`` gets the test table (medians with intervals, win rates
 against the base model, cost), each method's selected configuration beside every configuration's validation score,
@@ -70,6 +72,12 @@ def _with_eval(cfg: RunConfig, prompts: str, images_per_prompt: int) -> RunConfi
                                                              images_per_prompt=images_per_prompt))
 
 
+def _images_per_prompt(run_dir: Path, prompt_set: str) -> int | None:
+    """Seeds per prompt of the run's finished evaluation on ``prompt_set`` (None when it has none)."""
+    summary = Path(run_dir) / "eval" / prompt_set / "summary.json"
+    return int(json.loads(summary.read_text())["images_per_prompt"]) if summary.is_file() else None
+
+
 def _mean(run_dir: Path, prompt_set: str, metric: str) -> float:
     from evaluators.rundir import read_run
 
@@ -78,7 +86,8 @@ def _mean(run_dir: Path, prompt_set: str, metric: str) -> float:
 
 def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | None = None,
           test_images_per_prompt: int | None = None, quiet: bool = False,
-          echo: Callable[[str], None] = print, grid_kind: str = "narrow") -> Path:
+          echo: Callable[[str], None] = print, grid_kind: str = "narrow",
+          val_images_per_prompt: int | None = None) -> Path:
     """Train, select and report (module docstring); returns ``output_dir/report``."""
     from bench.runner import RECIPES, needs_training, resolve_run
     from bench.trainer import NonFiniteError, train
@@ -103,6 +112,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
                               "eval.val_prompts=NAME eval.test_prompts=NAME (disjoint prompt sets)")
         val_set, test_set = (load_prompts(p, limit=e.limit).name for p in (e.val_prompts, e.test_prompts))
         metric = e.metrics.split(",")[0].strip()
+        n_val = val_images_per_prompt or e.images_per_prompt
         best = None
         for label, extra in grid(preset, grid_kind):
             run_name = f"{name}-{label}"
@@ -111,11 +121,11 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
                                           str(output_dir), resume=True, echo=lambda m: None)
             start = time.perf_counter()
             try:
-                if not (run_dir / "eval" / val_set / "summary.json").is_file():
+                if _images_per_prompt(run_dir, val_set) != n_val:
                     echo(f"== {run_name} ({method}{', ' + config if config else ''}; {' '.join(extra)})")
                     if needs_training(run_dir, cfg):
                         train(cfg, run_dir, resume=True, show_progress=not quiet)
-                    world.evaluate(run_dir, _with_eval(cfg, e.val_prompts, e.images_per_prompt), state, True,
+                    world.evaluate(run_dir, _with_eval(cfg, e.val_prompts, n_val), state, True,
                                    lambda m: None)
                 score = _mean(run_dir, val_set, metric)
             except NonFiniteError as err:  # a diverged configuration is a result (never selected), not a crash
@@ -158,7 +168,8 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         f"learning rate x {', '.join(_num(f) for f in GRIDS[grid_kind][0])}; beta x "
         f"{', '.join(_num(f) for f in GRIDS[grid_kind][1])}, or for a method without beta the learning rate x "
         f"{', '.join(_num(f) for f in GRIDS[grid_kind][2])}), each selected on "
-        f"`{val_set}` by the mean {metric} and reported on `{test_set}` ({n_test} seeds per prompt).\n\n"
+        f"`{val_set}` by the mean {metric} ({n_val} seeds per prompt) and reported on `{test_set}` ({n_test} seeds "
+        f"per prompt).\n\n"
         f"## Test prompts\n\n{table}\n\nWin rates against the base model (paired by prompt and seed, ties 0.5, 95% "
         f"bootstrap intervals over prompts):\n\n{wins}\n\n![grid](grid.png)\n\n## Selected configurations\n\n"
         f"| recipe | selected | run |\n|---|---|---|\n{sel}\n\n## Every configuration on the validation prompts\n\n"
@@ -166,7 +177,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         f"count their evaluation only).\n")
     (report / "sweep.json").write_text(json.dumps(
         {"model": model, "grid": grid_kind, "overrides": overrides, "val_prompts": val_set, "test_prompts": test_set,
-         "test_images_per_prompt": n_test,
+         "val_images_per_prompt": n_val, "test_images_per_prompt": n_test,
          "metric": metric, "selected": {k: {"configuration": v[0], "run": str(v[1])} for k, v in chosen.items()},
          "seconds": {k: round(v, 1) for k, v in seconds.items()}}, indent=2) + "\n")
     from evaluators.report import write_report

@@ -109,6 +109,8 @@ def test_toy_validation_writes_its_four_facts(tmp_path):
                       test_images_per_prompt=2)
     assert len(result["facts"]) == 4 and all(isinstance(v, bool) for v in result["facts"].values())
     assert set(result["attribute_accuracy"]) == {"base", "sft", "dpo", "random-like-dpo"}
+    assert set(result["panel_change"]) == {"sft", "dpo", "random-like-dpo"}
+    assert "mean dU [95% CI]" in (tmp_path / "out" / "validation.md").read_text()
     for f in ("validation.md", "validation.json", "grid.png"):
         assert (tmp_path / "out" / f).is_file()
     base = load_file(str(MODEL_DIR / "unet" / WEIGHTS))
@@ -124,7 +126,8 @@ def test_toy_validation_writes_its_four_facts(tmp_path):
 
 def test_sweep_wide_grid_and_a_diverged_configuration(tmp_path, monkeypatch):
     """The wide grid gives every method the same eight configurations, the learning rate over three decades; a
-    configuration whose training diverges is recorded (NaN, never selected) and the sweep goes on."""
+    configuration whose training diverges is recorded (NaN, never selected) and the sweep goes on; asking for more
+    validation seeds re-evaluates the finished runs without retraining them."""
     from bench import trainer
     from bench.config import ConfigError, resolve
     from bench.models import resolve_model
@@ -139,7 +142,10 @@ def test_sweep_wide_grid_and_a_diverged_configuration(tmp_path, monkeypatch):
         grid(cfg, "huge")
     real_train = trainer.train
 
+    trained = []
+
     def train_or_diverge(cfg, run_dir, **kw):
+        trained.append(run_dir.name)
         if run_dir.name == "sft-lr4x":
             raise trainer.NonFiniteError("non-finite loss nan at step 1")
         return real_train(cfg, run_dir, **kw)
@@ -151,3 +157,14 @@ def test_sweep_wide_grid_and_a_diverged_configuration(tmp_path, monkeypatch):
     val = pd.read_csv(report / "validation.csv").set_index("configuration")
     assert np.isnan(val.loc["lr4x", "val toy-pickscore mean"]) and not val.loc["lr4x", "selected"]
     assert val.selected.sum() == 1
+    # more validation seeds: every finished run is re-evaluated (not retrained) with them; the diverged one retrains
+    n_trained = len(trained)
+    report = sweep("toy", tmp_path / "sweep", ["steps=1", "eval.limit=4", "eval.images_per_prompt=1", "eval.steps=2",
+                                               "eval.metrics=toy-pickscore"], only=["sft"], test_images_per_prompt=1,
+                   quiet=True, echo=lambda m: None, val_images_per_prompt=2)
+    assert trained[n_trained:] == ["sft-lr4x"]
+    info = json.loads((report / "sweep.json").read_text())
+    assert info["val_images_per_prompt"] == 2
+    val_eval = Path(info["selected"]["sft"]["run"]) / "eval" / info["val_prompts"]
+    summary = json.loads((val_eval / "summary.json").read_text())
+    assert summary["images_per_prompt"] == 2 and "(2 seeds per prompt)" in (report / "README.md").read_text()

@@ -289,3 +289,22 @@ def test_shipped_pairs_load_through_the_data_path(tmp_path):
     assert len(store) == 64 and store.rewards is not None and store.rewards.shape == (64, 2)
     win, lose = store.images(0)
     assert win.size == (32, 32) and lose.size == (32, 32)
+
+
+def test_panel_change_hand_derived(tmp_path):
+    """The validation's panel columns on four hand-made comparisons: dU 0.1, -0.1, half the tie margin, 0. Mean dU is
+    margin/8; two of four lie below the margin; the plain win rate counts the sub-margin gain as a win (2.5 of 4),
+    the tie-aware one counts both sub-margin comparisons as ties (2 of 4)."""
+    from bench.toy.validate import panel_change
+
+    margin = float(np.mean([r.tie_margin for r in Panel.default().raters]))
+    unit = 100 * (PICKSCORE_HI - PICKSCORE_LO)
+    for name, d in (("base", [0.0, 0.0, 0.0, 0.0]), ("run", [0.1, -0.1, margin / 2, 0.0])):
+        folder = tmp_path / name / "eval" / "toy-test"
+        folder.mkdir(parents=True)
+        pd.DataFrame({"prompt_id": [0, 1, 2, 3], "image_index": 0,
+                      "toy-pickscore": [20 + unit * x for x in d]}).to_parquet(folder / "scores.parquet")
+    p = panel_change(tmp_path / "run", tmp_path / "base", "toy-test")
+    assert p["mean_dU"] == pytest.approx(margin / 8) and p["share_below_margin"] == 0.5
+    assert p["win_rate"] == pytest.approx(62.5) and p["win_rate_margin_ties"] == pytest.approx(50.0)
+    assert p["mean_dU_lo"] <= p["mean_dU"] <= p["mean_dU_hi"]

@@ -16,6 +16,10 @@ prompts, paired by prompt and seed against the base model (toy-pickscore win rat
 4. The gain shows in attribute fidelity: the toy-fidelity win rate of SFT and DPO lies above 50%, and the share of
    images showing every asked-for attribute rises; ``grid.png`` shows the same prompts and seeds.
 
+Beside the facts (reported, not tested): each run's change of the panel's mean utility with its interval, and the
+win rate that counts comparisons below the raters' tie margin as ties (:func:`panel_change`). The current protocol
+(results/toy/README.md, step 7d) is ``--grid wide --val-images-per-prompt 16 --test-images-per-prompt 32``.
+
 The verdicts are reported, not enforced: the script exits 1 when a fact fails, so it can gate a rebuild.
 """
 from __future__ import annotations
@@ -63,6 +67,32 @@ def random_like(run_dir: Path, out_dir: Path, base_unet: Path, seed: int = 0) ->
     return moved ** 0.5
 
 
+def panel_change(run_dir: Path, base_dir: Path, prompt_set: str) -> dict:
+    """The run's change of the raters' panel utility against the base model, paired by prompt and seed: the mean
+    change dU (toy-pickscore on the utility's scale) with its 95% prompt-clustered interval, the share of comparisons
+    below the panel's mean tie margin (a rater calls such a pair a tie), the plain win rate, and the win rate that
+    counts those comparisons as ties, with its interval (results/toy/diagnostics/perceptible_wins.py)."""
+    import numpy as np
+    import pandas as pd
+
+    from evaluators.stats import bootstrap_ci, win_rate
+    from evaluators.toy import PICKSCORE_HI, PICKSCORE_LO, Panel
+
+    margin = float(np.mean([r.tie_margin for r in Panel.default().raters]))
+    unit = 100 * (PICKSCORE_HI - PICKSCORE_LO)
+    base = pd.read_parquet(Path(base_dir) / "eval" / prompt_set / "scores.parquet")
+    run = pd.read_parquet(Path(run_dir) / "eval" / prompt_set / "scores.parquet")
+    m = run.merge(base, on=["prompt_id", "image_index"], suffixes=("", "_b"))
+    a, b, prompts = m[HEADLINE].to_numpy(), m[f"{HEADLINE}_b"].to_numpy(), m["prompt_id"].to_numpy()
+    d = (a - b) / unit
+    lo, hi = bootstrap_ci(d, "mean", groups=prompts)
+    tied = win_rate(a, b, prompts, tie_tol=margin * unit).as_percent()
+    return {"mean_dU": float(d.mean()), "mean_dU_lo": float(lo), "mean_dU_hi": float(hi), "tie_margin": margin,
+            "share_below_margin": float(np.mean(np.abs(d) < margin)),
+            "win_rate": win_rate(a, b, prompts).as_percent()[0], "win_rate_margin_ties": tied[0],
+            "win_rate_margin_ties_lo": tied[1], "win_rate_margin_ties_hi": tied[2]}
+
+
 def attribute_accuracy(eval_dir: Path) -> dict:
     """Per attribute, the share of an evaluation's images whose analysed attribute is the prompt's (and all five)."""
     from PIL import Image
@@ -78,7 +108,8 @@ def attribute_accuracy(eval_dir: Path) -> dict:
 
 
 def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: int = 0, quiet: bool = True,
-             test_images_per_prompt: int | None = None, grid: str = "narrow") -> dict:
+             test_images_per_prompt: int | None = None, grid: str = "narrow",
+             val_images_per_prompt: int | None = None) -> dict:
     """Run the four checks (module docstring) and write the report; returns the results dict."""
     from bench.config import RunConfig
     from bench.sweep import _with_eval, sweep
@@ -92,7 +123,8 @@ def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: in
     out.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     report = sweep("toy", runs, overrides, only=["sft", "dpo"], test_images_per_prompt=test_images_per_prompt,
-                   quiet=quiet, echo=print if not quiet else (lambda m: None), grid_kind=grid)
+                   quiet=quiet, echo=print if not quiet else (lambda m: None), grid_kind=grid,
+                   val_images_per_prompt=val_images_per_prompt)
     seconds = {"sft and dpo (bench sweep --only sft,dpo)": time.perf_counter() - t}
     info = json.loads((report / "sweep.json").read_text())
     dirs = {m: Path(info["selected"][m]["run"]) for m in ("sft", "dpo")}
@@ -115,6 +147,7 @@ def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: in
 
     acc = {"base": attribute_accuracy(Path(base) / "eval" / ps)}
     acc.update({k: attribute_accuracy(Path(v) / "eval" / ps) for k, v in dirs.items()})
+    panel = {k: panel_change(v, base, ps) for k, v in dirs.items()}
     r_rand = rate[(label[name], HEADLINE)]
     facts = {
         "1 SFT on the preferred images beats the base model": beats("sft"),
@@ -129,23 +162,37 @@ def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: in
     attrs = ("colour", "shape", "size", "position", "background", "all_attributes")
     acc_md = "| model | " + " | ".join(attrs) + " |\n|---|" + "---:|" * len(attrs) + "\n" + "\n".join(
         f"| {k} | " + " | ".join(f"{a[x]:.3f}" for x in attrs) + " |" for k, a in acc.items())
+    command = " ".join(["python -m bench.toy.validate", f"--out {out}", f"--runs {runs}", f"--grid {grid}",
+                        *([f"--val-images-per-prompt {val_images_per_prompt}"] if val_images_per_prompt else []),
+                        *([f"--test-images-per-prompt {test_images_per_prompt}"] if test_images_per_prompt else []),
+                        *([f"--seed {seed}"] if seed else []), *overrides])
+    panel_md = ("| run | mean dU [95% CI] | share below the tie margin | win % | win % with sub-margin ties [95% CI] |"
+                "\n|---|---|---:|---:|---|\n" + "\n".join(
+                    f"| {k} | {p['mean_dU']:+.4f} [{p['mean_dU_lo']:+.4f}, {p['mean_dU_hi']:+.4f}] | "
+                    f"{p['share_below_margin']:.2f} | {p['win_rate']:.1f} | {p['win_rate_margin_ties']:.1f} "
+                    f"[{p['win_rate_margin_ties_lo']:.1f}, {p['win_rate_margin_ties_hi']:.1f}] |"
+                    for k, p in panel.items()))
     verdicts = "\n".join(f"| {k} | {'yes' if v else '**NO**'} |" for k, v in facts.items())
     chosen = ", ".join(f"{m}: {info['selected'][m]['configuration']}" for m in ("sft", "dpo"))
-    result = {"facts": facts, "win_rates": rows.to_dict("records"), "attribute_accuracy": acc,
+    result = {"facts": facts, "win_rates": rows.to_dict("records"), "attribute_accuracy": acc, "panel_change": panel,
               "selected": info["selected"], "random_change_norm": norm,
               "seconds": {k: round(v, 1) for k, v in seconds.items()},
               "runs": {k: str(v) for k, v in dirs.items()}, "base": str(base), "prompt_set": ps,
-              "overrides": overrides, "grid": grid}
+              "overrides": overrides, "grid": grid, "command": command}
     (out / "validation.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "validation.md").write_text(
-        f"# Toy world validation (`python -m bench.toy.validate --out {out}`)\n\n"
+        f"# Toy world validation\n\n`{command}`\n\n"
         f"| fact | holds |\n|---|---|\n{verdicts}\n\n"
         f"SFT and DPO each get `bench sweep`'s {grid} grid of configurations around their preset, selected on "
-        f"`{info['val_prompts']}` (selected: {chosen}; every configuration: `{report}/README.md`). Win rates "
+        f"`{info['val_prompts']}` ({info['val_images_per_prompt']} seeds per prompt; selected: {chosen}; every "
+        f"configuration: `{report}/README.md`). Win rates "
         f"against the base model on the disjoint `{ps}` ({info['test_images_per_prompt']} seeds per prompt; paired "
         f"by prompt and seed, ties 0.5, 95% bootstrap intervals over prompts); `random-like-dpo` is the base model "
         f"plus a random change with the norm of the selected DPO run's update per UNet tensor (total {norm:.4f}, "
         f"seed {seed}):\n\n{wins}\n\n"
+        f"The change of the panel's utility beside (reported, not a fact's test; a pair whose utilities differ by less "
+        f"than the raters' mean tie margin, dU {panel[name]['tie_margin']:.4f}, is one a rater calls a tie):\n\n"
+        f"{panel_md}\n\n"
         f"Share of the test images whose analysed attribute is the prompt's:\n\n{acc_md}\n\n"
         f"Wall seconds (this invocation): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
         + "\n\n![grid](grid.png)\n")
@@ -158,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, default=Path("runs/sweep"),
                     help="where the runs go (resumed; the default is `bench sweep`'s, which then reuses them)")
     ap.add_argument("--test-images-per-prompt", type=int, default=None)
+    ap.add_argument("--val-images-per-prompt", type=int, default=None,
+                    help="seeds per validation prompt for the selection (default: the family's eval.images_per_prompt)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random direction")
     ap.add_argument("--grid", default="narrow", help="the sweep's grid: narrow or wide (bench/sweep.py GRIDS)")
     ap.add_argument("overrides", nargs="*", help="config overrides for both trainings (key=value)")
@@ -165,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     import bench  # noqa: F401  (torchvision compat before transformers)
 
     result = validate(args.out, args.runs, args.overrides, args.seed, quiet=True,
-                      test_images_per_prompt=args.test_images_per_prompt, grid=args.grid)
+                      test_images_per_prompt=args.test_images_per_prompt, grid=args.grid,
+                      val_images_per_prompt=args.val_images_per_prompt)
     print((args.out / "validation.md").read_text())
     return 0 if all(result["facts"].values()) else 1
 
