@@ -17,7 +17,9 @@ from PIL import Image
 
 from bench.toy import PAIRS_FILE
 from bench.toy.preferences import generator_of
-from evaluators.toy import FEATURES, feature_matrix
+from evaluators.toy import COLOURS, FEATURES, feature_matrix
+
+from eval_features import object_rgb  # this folder (run as a script)
 
 
 def main() -> None:
@@ -25,10 +27,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("generator_features.md"))
     args = ap.parse_args()
     df = pd.read_parquet(PAIRS_FILE)
-    rows = []
+    rows, objects = [], {}
     for side in (0, 1):
         imgs = [Image.open(io.BytesIO(b["bytes"] if isinstance(b, dict) else b)).convert("RGB") for b in df[f"jpg_{side}"]]
         f = feature_matrix(imgs, list(df["caption"]))
+        for i, im in enumerate(imgs):
+            objects.setdefault(generator_of(df[f"model_{side}"].iloc[i]), ([], []))
+            objects[generator_of(df[f"model_{side}"].iloc[i])][0].append(im)
+            objects[generator_of(df[f"model_{side}"].iloc[i])][1].append(df["caption"].iloc[i])
         for i in range(len(df)):
             won = df[f"label_{side}"].iloc[i] > df[f"label_{1 - side}"].iloc[i]
             tie = df[f"label_{side}"].iloc[i] == df[f"label_{1 - side}"].iloc[i]
@@ -53,6 +59,12 @@ def main() -> None:
     text = ("# The shipped pairs' features by generator\n\n`python results/toy/diagnostics/generator_features.py`\n\n"
             + "\n".join(md) + f"\n\nFeatures where SFT's data (the preferred images) is worse than the base model's "
             f"own samples: {', '.join(worse) or 'none'}.\n")
+    rgb = {g: object_rgb(*v) for g, v in sorted(objects.items())}
+    text += ("\nMean RGB of the object found, by the colour the caption asks for (the palette's colour in the header; "
+             "step 7d: a hue shift inside a colour class is invisible to the colour feature):\n\n| generator | "
+             + " | ".join(f"{c} {COLOURS[c]}" for c in COLOURS) + " |\n|---|" + "---|" * len(COLOURS) + "\n"
+             + "\n".join(f"| {g} | " + " | ".join("({:.0f}, {:.0f}, {:.0f})".format(*r[c]) for c in COLOURS) + " |"
+                         for g, r in rgb.items()) + "\n")
     args.out.write_text(text)
     print(text)
 
