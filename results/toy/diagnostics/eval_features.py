@@ -69,8 +69,8 @@ def main() -> None:
     text = (f"# Toy features of each run's `{args.prompt_set}` images ({next(iter(n))} images each)\n\n"
             f"`python results/toy/diagnostics/eval_features.py {' '.join(str(r) for r in args.runs)} "
             f"--prompt-set {args.prompt_set}`\n\n" + "\n".join(md)
-            + "\n\nMean RGB of the object found, by the colour the prompt asks for (the palette's colour in the header):"
-            "\n\n" + "\n".join(md_rgb) + "\n")
+            + "\n\nMean RGB of the object found, by the colour the prompt asks for (the palette's colour in the "
+            "header):\n\n" + "\n".join(md_rgb) + "\n")
     if args.out:
         args.out.write_text(text)
     print(text)
