@@ -17,25 +17,35 @@ from PIL import Image
 from evaluators.toy import COLOURS, FEATURES, analyse, feature_matrix, parse_prompt
 
 
-def images_of(run: Path, prompt_set: str) -> tuple[list, list[str]]:
-    images, prompts = [], []
+def analyses_of(run: Path, prompt_set: str) -> tuple[list, list[str]]:
+    """The toy analysis of every image of the run's evaluation on ``prompt_set``, and the images' prompts."""
+    analyses, prompts = [], []
     for path in sorted((run / "eval" / prompt_set / "images").glob("*.png")):
         with Image.open(path) as im:
             prompts.append(im.info["prompt"])
-            images.append(im.convert("RGB"))
-    if not images:
+            analyses.append(analyse(im.convert("RGB")))
+    if not analyses:
         raise SystemExit(f"{run}: no images under eval/{prompt_set}/images (evaluate it on {prompt_set} first)")
-    return images, prompts
+    return analyses, prompts
 
 
-def object_rgb(images: list, prompts: list[str]) -> dict[str, np.ndarray]:
+def object_rgb(analyses: list, prompts: list[str]) -> dict[str, np.ndarray]:
     """Per asked-for colour, the mean RGB of the object found (images where one is found)."""
     found: dict[str, list] = {}
-    for im, prompt in zip(images, prompts):
-        an = analyse(im)
+    for an, prompt in zip(analyses, prompts):
         if an.present:
             found.setdefault(parse_prompt(prompt).colour, []).append(an.foreground_rgb)
     return {c: np.mean(v, axis=0) for c, v in found.items()}
+
+
+def rgb_table(rgb: dict[str, dict[str, np.ndarray]], first: str) -> str:
+    """Markdown: one row per name of ``rgb`` ({name: object_rgb(...)}), one column per palette colour all rows have
+    (the palette's colour in the header); ``first`` heads the name column."""
+    colours = [c for c in COLOURS if all(c in r for r in rgb.values())]
+    md = [f"| {first} | " + " | ".join(f"{c} {COLOURS[c]}" for c in colours) + " |", "|---|" + "---|" * len(colours)]
+    md += [f"| {name} | " + " | ".join("({:.0f}, {:.0f}, {:.0f})".format(*r[c]) for c in colours) + " |"
+           for name, r in rgb.items()]
+    return "\n".join(md)
 
 
 def main() -> None:
@@ -44,9 +54,8 @@ def main() -> None:
     ap.add_argument("--prompt-set", default="toy-test")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    loaded = {run: images_of(run, args.prompt_set) for run in args.runs}
-    feats = {run: feature_matrix(*ims) for run, ims in loaded.items()}
-    rgb = {run: object_rgb(*ims) for run, ims in loaded.items()}
+    loaded = {run: analyses_of(run, args.prompt_set) for run in args.runs}
+    feats = {run: feature_matrix(*a) for run, a in loaded.items()}
     n = {len(f) for f in feats.values()}
     if len(n) != 1:
         raise SystemExit(f"the runs have different numbers of images on {args.prompt_set}: {sorted(n)}")
@@ -62,15 +71,11 @@ def main() -> None:
         md.append(row(run.name, f.mean(axis=0)))
     for run, f in list(feats.items())[1:]:
         md.append(row(f"change of {run.name}", f.mean(axis=0) - base))
-    colours = [c for c in COLOURS if all(c in r for r in rgb.values())]
-    md_rgb = ["| run | " + " | ".join(f"{c} {COLOURS[c]}" for c in colours) + " |", "|---|" + "---|" * len(colours)]
-    for run, r in rgb.items():
-        md_rgb.append(f"| {run.name} | " + " | ".join("({:.0f}, {:.0f}, {:.0f})".format(*r[c]) for c in colours) + " |")
     text = (f"# Toy features of each run's `{args.prompt_set}` images ({next(iter(n))} images each)\n\n"
             f"`python results/toy/diagnostics/eval_features.py {' '.join(str(r) for r in args.runs)} "
             f"--prompt-set {args.prompt_set}`\n\n" + "\n".join(md)
             + "\n\nMean RGB of the object found, by the colour the prompt asks for (the palette's colour in the "
-            "header):\n\n" + "\n".join(md_rgb) + "\n")
+            "header):\n\n" + rgb_table({run.name: object_rgb(*a) for run, a in loaded.items()}, "run") + "\n")
     if args.out:
         args.out.write_text(text)
     print(text)

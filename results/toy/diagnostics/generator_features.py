@@ -11,15 +11,14 @@ import argparse
 import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
 from bench.toy import PAIRS_FILE
 from bench.toy.preferences import generator_of
-from evaluators.toy import COLOURS, FEATURES, feature_matrix
+from evaluators.toy import FEATURES, analyse, feature_matrix
 
-from eval_features import object_rgb  # this folder (run as a script)
+from eval_features import object_rgb, rgb_table  # this folder (run as a script)
 
 
 def main() -> None:
@@ -29,12 +28,13 @@ def main() -> None:
     df = pd.read_parquet(PAIRS_FILE)
     rows, objects = [], {}
     for side in (0, 1):
-        imgs = [Image.open(io.BytesIO(b["bytes"] if isinstance(b, dict) else b)).convert("RGB") for b in df[f"jpg_{side}"]]
-        f = feature_matrix(imgs, list(df["caption"]))
-        for i, im in enumerate(imgs):
-            objects.setdefault(generator_of(df[f"model_{side}"].iloc[i]), ([], []))
-            objects[generator_of(df[f"model_{side}"].iloc[i])][0].append(im)
-            objects[generator_of(df[f"model_{side}"].iloc[i])][1].append(df["caption"].iloc[i])
+        analyses = [analyse(Image.open(io.BytesIO(b["bytes"] if isinstance(b, dict) else b)).convert("RGB"))
+                    for b in df[f"jpg_{side}"]]
+        f = feature_matrix(analyses, list(df["caption"]))
+        for an, model, caption in zip(analyses, df[f"model_{side}"], df["caption"]):
+            found = objects.setdefault(generator_of(model), ([], []))
+            found[0].append(an)
+            found[1].append(caption)
         for i in range(len(df)):
             won = df[f"label_{side}"].iloc[i] > df[f"label_{1 - side}"].iloc[i]
             tie = df[f"label_{side}"].iloc[i] == df[f"label_{1 - side}"].iloc[i]
@@ -59,12 +59,9 @@ def main() -> None:
     text = ("# The shipped pairs' features by generator\n\n`python results/toy/diagnostics/generator_features.py`\n\n"
             + "\n".join(md) + f"\n\nFeatures where SFT's data (the preferred images) is worse than the base model's "
             f"own samples: {', '.join(worse) or 'none'}.\n")
-    rgb = {g: object_rgb(*v) for g, v in sorted(objects.items())}
     text += ("\nMean RGB of the object found, by the colour the caption asks for (the palette's colour in the header; "
-             "step 7d: a hue shift inside a colour class is invisible to the colour feature):\n\n| generator | "
-             + " | ".join(f"{c} {COLOURS[c]}" for c in COLOURS) + " |\n|---|" + "---|" * len(COLOURS) + "\n"
-             + "\n".join(f"| {g} | " + " | ".join("({:.0f}, {:.0f}, {:.0f})".format(*r[c]) for c in COLOURS) + " |"
-                         for g, r in rgb.items()) + "\n")
+             "step 7d: a hue shift inside a colour class is invisible to the colour feature):\n\n"
+             + rgb_table({g: object_rgb(*v) for g, v in sorted(objects.items())}, "generator") + "\n")
     args.out.write_text(text)
     print(text)
 
