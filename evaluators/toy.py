@@ -377,7 +377,7 @@ def features(image: Image.Image | np.ndarray | Analysis, prompt: str | Attribute
     return np.asarray(fid + qual, dtype=np.float64)
 
 
-def feature_matrix(images: Sequence[Image.Image], prompts: Sequence[str]) -> np.ndarray:
+def feature_matrix(images: Sequence[Image.Image | Analysis], prompts: Sequence[str]) -> np.ndarray:
     if len(images) != len(prompts):
         raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
     return np.stack([features(im, p) for im, p in zip(images, prompts)]) if images else np.zeros((0, len(FEATURES)))
