@@ -17,6 +17,7 @@ import torch
 from bench.models import (apply_checkpoint, checked_architecture, identity_of, local_source, published_checkpoint,
                           resolve_model)
 from bench.rundir import write_eval_run_json
+from bench_common import dtype_kwarg
 from evaluators.harness import GenerationSpec, ScoreCache
 from evaluators.scorers.registry import load_scorer
 from evaluators.harness import evaluate as harness_evaluate
@@ -46,14 +47,14 @@ def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim"
     extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False} \
         if fam == "sd15" else {}
     if vae:
-        extra["vae"] = AutoencoderKL.from_pretrained(local_source(vae, ["config.json"]), torch_dtype=dtype)
-    pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, **extra)
+        extra["vae"] = AutoencoderKL.from_pretrained(local_source(vae, ["config.json"]), **dtype_kwarg("diffusers", dtype))
+    pipe = DiffusionPipeline.from_pretrained(path, **dtype_kwarg("diffusers", dtype), **extra)
     if published_checkpoint(name) is not None:
         apply_checkpoint(pipe, name)  # published weights on their base pipeline (bench/published.py)
     if run_dir is not None:
         weights = Path(run_dir) / "weights"
         if (weights / "unet").is_dir():
-            pipe.unet = UNet2DConditionModel.from_pretrained(weights / "unet", torch_dtype=dtype)
+            pipe.unet = UNet2DConditionModel.from_pretrained(weights / "unet", **dtype_kwarg("diffusers", dtype))
         elif (weights / "pytorch_lora_weights.safetensors").is_file():
             pipe.load_lora_weights(str(weights))
         else:

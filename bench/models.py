@@ -20,7 +20,7 @@ import torch
 
 from bench.exact import MODEL_DIR as EXACT_MODEL_DIR
 from bench.toy import MODEL_DIR as TOY_MODEL_DIR
-from bench_common import Registry
+from bench_common import Registry, dtype_kwarg
 from methods.base import Cond
 
 
@@ -467,15 +467,16 @@ def load_components(name: str, vae: str | None = None, device: str | torch.devic
     name, path, preset_family, native_res = resolve_model(name)
     family = checked_architecture(name, path, preset_family)
     kw = {"local_files_only": bool(os.environ.get("HF_HUB_OFFLINE"))} if not Path(path).exists() else {}
+    dkw, tkw = dtype_kwarg("diffusers", dtype), dtype_kwarg("transformers", dtype)
     try:
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype, **kw)
-        vae_model = (AutoencoderKL.from_pretrained(local_source(vae, ["config.json"]), torch_dtype=dtype) if vae else
-                     AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype, **kw))
-        encoders = [CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtype, **kw)]
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **dkw, **kw)
+        vae_model = (AutoencoderKL.from_pretrained(local_source(vae, ["config.json"]), **dkw) if vae else
+                     AutoencoderKL.from_pretrained(path, subfolder="vae", **dkw, **kw))
+        encoders = [CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **tkw, **kw)]
         tokenizers = [CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)]
         if family == "sdxl":
             encoders.append(CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2",
-                                                                        torch_dtype=dtype, **kw))
+                                                                        **tkw, **kw))
             tokenizers.append(CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2", **kw))
         scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler", **kw)
     except OSError as err:
@@ -503,7 +504,7 @@ def apply_checkpoint(pipe, name: str) -> None:
     folder = checkpoint_folder(name)
     if ckpt.layout == "unet":
         unet_dir = folder / ckpt.subfolder if ckpt.subfolder else folder
-        pipe.unet = UNet2DConditionModel.from_pretrained(unet_dir, torch_dtype=pipe.unet.dtype).to(pipe.unet.device)
+        pipe.unet = UNet2DConditionModel.from_pretrained(unet_dir, **dtype_kwarg("diffusers", pipe.unet.dtype)).to(pipe.unet.device)
     elif ckpt.layout == "lora":
         pipe.load_lora_weights(str(folder), weight_name=ckpt.weight_name)
 
@@ -519,7 +520,7 @@ def apply_checkpoint_to_components(comps: Components, name: str, dtype: torch.dt
     if ckpt.layout == "unet":
         folder = checkpoint_folder(name)
         comps.unet = UNet2DConditionModel.from_pretrained(folder / ckpt.subfolder if ckpt.subfolder else folder,
-                                                          torch_dtype=dtype)
+                                                          **dtype_kwarg("diffusers", dtype))
         return
     parts = dict(vae=comps.vae, text_encoder=comps.text_encoders[0], tokenizer=comps.tokenizers[0], unet=comps.unet,
                  scheduler=comps.scheduler)
@@ -550,7 +551,7 @@ def load_init_unet(comps: Components, spec: str) -> None:
     """Replace ``comps.unet`` by the UNet (or any world's denoiser) of ``model.init_unet`` (same class and architecture
     required, same device/dtype)."""
     folder = init_unet_folder(spec)
-    unet = type(comps.unet).from_pretrained(folder, torch_dtype=comps.unet.dtype)
+    unet = type(comps.unet).from_pretrained(folder, **dtype_kwarg("diffusers", comps.unet.dtype))
     ours, theirs = ({k: v for k, v in dict(u.config).items() if not k.startswith("_")} for u in (comps.unet, unet))
     if ours != theirs:
         diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))

@@ -67,3 +67,31 @@ def test_torchvision_and_clip_import_after_bench():
     import torchvision.transforms.functional as F
 
     assert F.resize(torch.rand(3, 10, 20), [5, 10], antialias=True).shape == (3, 5, 10)
+
+
+def test_dtype_keyword_follows_the_installed_version(monkeypatch):
+    """diffusers >= 0.40 and transformers >= 4.56 take ``dtype`` (and warn on ``torch_dtype``); older ones only
+    ``torch_dtype``."""
+    import diffusers
+    import transformers
+
+    from bench_common import dtype_kwarg
+    for module, old, new in ((diffusers, "0.39.0", "0.40.0"), (transformers, "4.55.4", "4.56.0")):
+        monkeypatch.setattr(module, "__version__", old)
+        assert dtype_kwarg(module.__name__, torch.float16) == {"torch_dtype": torch.float16}
+        monkeypatch.setattr(module, "__version__", new)
+        assert dtype_kwarg(module.__name__, torch.float16) == {"dtype": torch.float16}
+
+
+def test_loading_prints_no_dtype_deprecation(capfd):
+    """Loading a model and its pipeline passes the dtype under the name the installed libraries expect: no
+    ``torch_dtype`` deprecation warning (diffusers warns through ``warnings``, transformers through its logger)."""
+    import warnings
+
+    from bench.evaluate import load_pipeline
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_components("tiny-sdxl")
+        load_pipeline("tiny-sd15")
+    assert not [w for w in caught if "torch_dtype" in str(w.message)]
+    assert "torch_dtype" not in capfd.readouterr().err

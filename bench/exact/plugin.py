@@ -25,6 +25,7 @@ from bench.exact import evaluate as ev
 from bench.exact.model import ExactDenoiser
 from bench.exact.sources import ExactLatents, read_pairs, source_file
 from bench.exact.world import World
+from bench_common import dtype_kwarg
 from bench.rundir import write_eval_run_json
 from bench.worlds import World as WorldBase
 from bench.worlds import require
@@ -44,7 +45,7 @@ def step_counts(cfg: RunConfig) -> list[int]:
 
 
 def load_denoiser(folder: Path) -> ExactDenoiser:
-    return ExactDenoiser.from_pretrained(str(folder), torch_dtype=torch.float32).eval()
+    return ExactDenoiser.from_pretrained(str(folder), **dtype_kwarg("diffusers", torch.float32)).eval()
 
 
 class ExactWorld(WorldBase):

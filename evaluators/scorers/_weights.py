@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from bench_common import dtype_kwarg
+
 # sha256 of the original files (Git LFS oids published on the Hub / computed from the authors' GitHub copy).
 KNOWN_SHA256 = {
     "HPS_v2.1_compressed.pt": "c57a38fb4a2f7e7c15bf00da2ea377cdf165448b4dd1052a484c215a998c9837",
@@ -197,13 +199,12 @@ def load_clip_model(scorer: str, source: str, files: tuple[str, str], dtype: tor
     Only the ``position_ids`` buffers (persistent in old transformers, non-persistent now) may be unexpected; any
     missing or mismatched key raises.
     """
-    import transformers
     from transformers import CLIPModel
 
     name, path = files
-    dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
     model, info = CLIPModel.from_pretrained(os.path.dirname(path), output_loading_info=True,
-                                            use_safetensors=name.endswith(".safetensors"), **{dtype_kw: torch.float32})
+                                            use_safetensors=name.endswith(".safetensors"),
+                                            **dtype_kwarg("transformers", torch.float32))
     unexpected = [k for k in info.get("unexpected_keys", []) if not k.endswith("position_ids")]
     bad = {"missing": list(info.get("missing_keys", [])), "unexpected": unexpected,
            "mismatched": [str(m) for m in info.get("mismatched_keys", [])]}
