@@ -47,7 +47,8 @@ def load_pipeline(model: str, run_dir: Path | None = None, sampler: str = "ddim"
     extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False} \
         if fam == "sd15" else {}
     if vae:
-        extra["vae"] = AutoencoderKL.from_pretrained(local_source(vae, ["config.json"]), **dtype_kwarg("diffusers", dtype))
+        extra["vae"] = AutoencoderKL.from_pretrained(local_source(vae, ["config.json"]),
+                                                     **dtype_kwarg("diffusers", dtype))
     pipe = DiffusionPipeline.from_pretrained(path, **dtype_kwarg("diffusers", dtype), **extra)
     if published_checkpoint(name) is not None:
         apply_checkpoint(pipe, name)  # published weights on their base pipeline (bench/published.py)

@@ -504,7 +504,8 @@ def apply_checkpoint(pipe, name: str) -> None:
     folder = checkpoint_folder(name)
     if ckpt.layout == "unet":
         unet_dir = folder / ckpt.subfolder if ckpt.subfolder else folder
-        pipe.unet = UNet2DConditionModel.from_pretrained(unet_dir, **dtype_kwarg("diffusers", pipe.unet.dtype)).to(pipe.unet.device)
+        unet = UNet2DConditionModel.from_pretrained(unet_dir, **dtype_kwarg("diffusers", pipe.unet.dtype))
+        pipe.unet = unet.to(pipe.unet.device)
     elif ckpt.layout == "lora":
         pipe.load_lora_weights(str(folder), weight_name=ckpt.weight_name)
 
