@@ -25,10 +25,10 @@ from bench.exact import evaluate as ev
 from bench.exact.model import ExactDenoiser
 from bench.exact.sources import ExactLatents, read_pairs, source_file
 from bench.exact.world import World
-from bench_common import dtype_kwarg
 from bench.rundir import write_eval_run_json
 from bench.worlds import World as WorldBase
 from bench.worlds import require
+from bench_common import dtype_kwarg
 
 STEP_COUNTS = (10, 20, 50, 200)
 SPLITS = {"exact-test": "test", "exact-train": "train"}

@@ -5,11 +5,10 @@
 # It copies toy-large's UNet over bench/toy/assets/model/unet for the runs and restores the shipped one on exit.
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
-. .venv/bin/activate
 trap 'git checkout -- bench/toy/assets/model/unet && git status --short bench/toy/assets' EXIT
 cp ${ZOO:-/tmp/zoo-v3}/toy-large/unet/* bench/toy/assets/model/unet/
 OUT=runs/diag14/capacity
 for r in dpo ddim; do
   /usr/bin/time -f "%e s wall" bench run --method smpo --config ablation/smpo-$r --name large-smpo-ablation-$r --output-dir $OUT \
-    eval.prompts=toy:test eval.images_per_prompt=8 2>&1 | grep -v -i deprecat | tail -15
+    eval.prompts=toy:test eval.images_per_prompt=8 2>&1 | tail -15
 done
