@@ -23,6 +23,8 @@ and only it is evaluated on the test prompt set (``eval.test_prompts``; ``toy:te
 ``test_images_per_prompt`` seeds per prompt. ``OUT/report/`` gets the test table (medians with intervals, win rates
 against the base model, cost), each method's selected configuration beside every configuration's validation score,
 and the image grid of the selected runs. Everything resumes: finished runs and evaluations are reused.
+``sweep.json`` gives the invocation's wall seconds and the compute seconds the run folders record (training and
+evaluation phases), which a resumed sweep still counts for the runs an earlier invocation made.
 """
 from __future__ import annotations
 
@@ -84,6 +86,27 @@ def _mean(run_dir: Path, prompt_set: str, metric: str) -> float:
     return read_run(run_dir).eval(prompt_set).metrics[metric].mean
 
 
+def _phase_seconds(path: Path) -> float:
+    """The sum of the phases' seconds in a ``cost.json`` or a ``timing.json`` (its cumulative phases where it has
+    them: every evaluation call on that folder; 0 when the file does not exist)."""
+    if not path.is_file():
+        return 0.0
+    record = json.loads(path.read_text())
+    phases = record.get("cumulative_phases", record.get("phases", {}))
+    return sum(float(v.get("seconds", 0.0)) for v in phases.values())
+
+
+def recorded_seconds(run_dir: Path, prompt_set: str | None = None, train: bool = True) -> float:
+    """The compute seconds a run folder records: its training phases (``cost.json``; none for a base model) unless
+    ``train`` is False, and with ``prompt_set`` its evaluations there (``eval/<set>/timing.json``: sampling and
+    scoring, every call on that folder, earlier ones at other seed counts included). Process start-up and model
+    loading are not in them. They stay with the folder, so a resumed sweep still counts what an earlier invocation
+    ran."""
+    run_dir = Path(run_dir)
+    return ((_phase_seconds(run_dir / "cost.json") if train else 0.0)
+            + (_phase_seconds(run_dir / "eval" / prompt_set / "timing.json") if prompt_set else 0.0))
+
+
 def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | None = None,
           test_images_per_prompt: int | None = None, quiet: bool = False,
           echo: Callable[[str], None] = print, grid_kind: str = "narrow",
@@ -100,6 +123,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
     world = world_of(model)
     state: dict = {}
     chosen, val_rows, seconds, base_test = {}, [], {}, None
+    recorded: dict[str, float] = {}  # what each run folder records, whichever invocation made it
     recipes = [r for r in RECIPES if not only or r[0] in only]
     if not recipes:
         raise ConfigError(f"no recipe selected; choose from {', '.join(r[0] for r in RECIPES)}")
@@ -132,6 +156,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
                 score = float("nan")
                 echo(f"{run_name}: diverged ({str(err).splitlines()[0][:120]})")
             seconds[run_name] = time.perf_counter() - start
+            recorded[run_name] = recorded_seconds(run_dir, val_set)
             val_rows.append({"recipe": name, "configuration": label, "overrides": " ".join(extra),
                              f"val {metric} mean": score, "run": str(run_dir)})
             echo(f"{run_name}: validation {metric} mean {score:.4f}")
@@ -144,6 +169,10 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         start = time.perf_counter()
         base_test = world.evaluate(run_dir, _with_eval(cfg, e.test_prompts, n_test), state, True, lambda m: None)
         seconds[f"{name} test"] = time.perf_counter() - start
+        recorded[f"{name} test"] = recorded_seconds(run_dir, test_set, train=False)
+        base_val = world.base_dir(_with_eval(cfg, e.val_prompts, n_val))
+        recorded[f"base model {val_set} ({n_val} seeds)"] = recorded_seconds(base_val, val_set)
+        recorded[f"base model {test_set} ({n_test} seeds)"] = recorded_seconds(base_test, test_set)
         chosen[name] = (label, run_dir)
         echo(f"{name}: selected {label}")
     report = output_dir / "report"
@@ -162,7 +191,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         f"| {r['recipe']} | {r['configuration']} | `{r['overrides']}` | {r[f'val {metric} mean']:.4f} | "
         f"{'**yes**' if r['selected'] else ''} |" for r in val.to_dict("records"))
     sel = "\n".join(f"| {name} | {label} | `{run_dir.name}` |" for name, (label, run_dir) in chosen.items())
-    total = sum(seconds.values())
+    total, total_recorded = sum(seconds.values()), sum(recorded.values())
     (report / "README.md").write_text(
         f"# bench sweep on {model}\n\nEvery recipe: {len(grid(cfg, grid_kind))} configurations ({grid_kind} grid: "
         f"learning rate x {', '.join(_num(f) for f in GRIDS[grid_kind][0])}; beta x "
@@ -174,12 +203,16 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         f"bootstrap intervals over prompts):\n\n{wins}\n\n![grid](grid.png)\n\n## Selected configurations\n\n"
         f"| recipe | selected | run |\n|---|---|---|\n{sel}\n\n## Every configuration on the validation prompts\n\n"
         f"{val_md}\n\nWall time of this invocation: {total / 60:.1f} minutes (training and evaluation; reused runs "
-        f"count their evaluation only).\n")
+        f"count their evaluation only). Recorded compute time of the whole sweep: {total_recorded / 60:.1f} minutes "
+        f"(the training and evaluation phases each run folder records, whichever invocation ran them, and the base "
+        f"model's evaluations; process start-up and model loading not included).\n")
     (report / "sweep.json").write_text(json.dumps(
         {"model": model, "grid": grid_kind, "overrides": overrides, "val_prompts": val_set, "test_prompts": test_set,
          "val_images_per_prompt": n_val, "test_images_per_prompt": n_test,
          "metric": metric, "selected": {k: {"configuration": v[0], "run": str(v[1])} for k, v in chosen.items()},
-         "seconds": {k: round(v, 1) for k, v in seconds.items()}}, indent=2) + "\n")
+         "seconds": {k: round(v, 1) for k, v in seconds.items()},
+         "recorded_seconds": {k: round(v, 1) for k, v in recorded.items()},
+         "recorded_seconds_total": round(total_recorded, 1)}, indent=2) + "\n")
     from evaluators.report import write_report
 
     write_report([base_test, *runs], report / "report.html", baseline=base_test, prompt_set=test_set,

@@ -166,7 +166,9 @@ def evaluate(out_run_dir: Path, prompt_set, generate: Callable[[list[str], list[
     """Generate (missing images only), score (cache misses only) and write ``out_run_dir/eval/<set>/``.
 
     ``prompt_set``: an ``evaluators.prompts.PromptSet``; ``scorers``: ``{metric name: loaded scorer}``.
-    Also writes ``eval/<set>/timing.json`` with the wall seconds of sampling and scoring and the cache counts.
+    Also writes ``eval/<set>/timing.json`` with the wall seconds of sampling and scoring (``phases``: this call;
+    ``cumulative_phases``: every call on this folder so far, so reused images keep the cost they were made with) and
+    the cache counts.
     """
     import pandas as pd
 
@@ -185,7 +187,13 @@ def evaluate(out_run_dir: Path, prompt_set, generate: Callable[[list[str], list[
                for name, s in scorers.items()}
     generation = {k: v for k, v in asdict(spec).items() if k != "images_per_prompt"}
     write_eval(out_run_dir, prompt_set.name, prompt_set.hash, df, metrics, generation)
-    (eval_dir / "timing.json").write_text(json.dumps({
-        "phases": {k: {"seconds": v} for k, v in timings.items()}, "images": len(records), "images_generated": generated,
+    timing_path = eval_dir / "timing.json"
+    earlier = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+    earlier = earlier.get("cumulative_phases", earlier.get("phases", {}))
+    cumulative = {k: {"seconds": earlier.get(k, {}).get("seconds", 0.0) + timings.get(k, 0.0)}
+                  for k in sorted({*earlier, *timings})}
+    timing_path.write_text(json.dumps({
+        "phases": {k: {"seconds": v} for k, v in timings.items()}, "cumulative_phases": cumulative,
+        "images": len(records), "images_generated": generated,
         "score_cache_hits": cache.hits - hits, "score_cache_misses": cache.misses - misses}, indent=2))
     return eval_dir

@@ -40,6 +40,10 @@ def test_evaluate_twice_hits_every_cache(tmp_path):
     second = evaluate(out, prompts, ["mean-red"], spec, model="tiny-sd15", scorers={"mean-red": scorer})
     t2 = json.loads((second / "timing.json").read_text())
     assert (t2["images_generated"], t2["score_cache_hits"], t2["score_cache_misses"], scorer.calls) == (0, 6, 0, 6)
+    # phases: this call's seconds; cumulative_phases: every call's, so reused images keep what they cost to make
+    for k in ("sampling", "scoring"):
+        assert t1["cumulative_phases"][k]["seconds"] == t1["phases"][k]["seconds"] > 0
+        assert t2["cumulative_phases"][k]["seconds"] == t1["phases"][k]["seconds"] + t2["phases"][k]["seconds"]
     pd.testing.assert_frame_equal(scores1, pd.read_parquet(second / "scores.parquet"))
     # fixed seed per (prompt, image index), recorded in the PNG and in the scores
     row = scores1.iloc[3]

@@ -94,6 +94,16 @@ def test_bench_sweep_selects_on_validation_and_reports_on_test(tmp_path):
     wins = pd.read_csv(out / "report" / "win_rates.csv")
     assert sorted(set(wins.metric)) == ["toy-fidelity", "toy-pickscore"] and (wins.n == 8).all()
     assert (out / "report" / "grid.png").is_file() and "Selected configurations" in (out / "report" / "README.md").read_text()
+    # resumed: every run is reused, and the sweep's recorded compute time still counts what the first invocation ran
+    result = CliRunner().invoke(app, [
+        "sweep", "--only", "sft,dpo", "--output-dir", str(out), "--quiet", "--test-images-per-prompt", "2",
+        "steps=1", "eval.limit=4", "eval.images_per_prompt=1", "eval.steps=2", "eval.metrics=toy-pickscore,toy-fidelity"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((out / "report" / "sweep.json").read_text())
+    configs = [f"{r.recipe}-{r.configuration}" for r in val.itertuples()]
+    assert all(again["recorded_seconds"][k] == names["recorded_seconds"][k] > 0 for k in configs)
+    assert again["recorded_seconds_total"] >= names["recorded_seconds_total"] > 0
+    assert "Recorded compute time of the whole sweep" in (out / "report" / "README.md").read_text()
 
 
 def test_toy_validation_writes_its_four_facts(tmp_path):
