@@ -252,6 +252,8 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
               "eval.images_per_prompt)"),
           grid: str = typer.Option("narrow", help="narrow: 5 configurations within x4 of each preset; wide: 8, "
                                    "the learning rate over three decades (bench/sweep.py GRIDS)"),
+          steps_factor: int = typer.Option(1, help="train every configuration for this many times its recipe's "
+                                           "preset steps (the same budget factor for every method)"),
           overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every run."),
           quiet: bool = _QUIET) -> None:
     """Equal tuning budget: five configurations per method around its preset (--grid wide: eight), selected on
@@ -262,7 +264,7 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
     chosen = _recipes(only)
     with _one_line_errors():
         run_sweep(model, output_dir, overrides or [], chosen, test_images_per_prompt, quiet, echo=typer.echo,
-                  grid_kind=grid, val_images_per_prompt=val_images_per_prompt)
+                  grid_kind=grid, val_images_per_prompt=val_images_per_prompt, steps_factor=steps_factor)
 
 
 def _scorer_sources(scorer_weights: list[str] | None) -> dict[str, str]:

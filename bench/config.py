@@ -82,6 +82,9 @@ class TrainConfig:
     #: lr = lr x effective batch (the authors' --scale_lr with lr 1e-8)
     scale_lr: bool = False
     warmup_steps: int = 0
+    #: learning-rate schedule after the warmup (diffusers' get_scheduler, as the authors' --lr_scheduler):
+    #: constant_with_warmup (the authors' launchers), or linear / cosine decay to 0 at train.steps
+    lr_scheduler: str = "constant_with_warmup"
     optimizer: str = "adamw"  # adamw | adafactor | adamw8bit
     weight_decay: float = 1e-2
     adam_beta1: float = 0.9
@@ -344,6 +347,8 @@ def resolve(method: str, model: str, family: str | None, method_cls: type, confi
     return cfg, sources
 
 
+LR_SCHEDULERS = ("constant_with_warmup", "linear", "cosine")
+
 #: the domain of every numeric field: (section, field) -> (test, what the error says it must be)
 _DOMAINS = {
     **{("train", f): (lambda v: v >= 1, ">= 1") for f in ("steps", "batch_size", "grad_accum", "log_every")},
@@ -376,6 +381,7 @@ def validate(cfg: RunConfig, method_cls: type | None = None) -> None:
     t = cfg.train
     choices = {"train.optimizer": (t.optimizer, {"adamw", "adafactor", "adamw8bit"}),
                "train.mixed_precision": (t.mixed_precision, {"no", "fp16", "bf16"}),
+               "train.lr_scheduler": (t.lr_scheduler, set(LR_SCHEDULERS)),
                "train.reference": (t.reference, {"auto", "copy", "lora-disabled"})}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -418,8 +424,11 @@ def resume_changes(saved: RunConfig, new: RunConfig) -> tuple[list[str], list[st
     a, b = flat_dict(json.loads(json.dumps(saved.to_dict(), default=str))), \
         flat_dict(json.loads(json.dumps(new.to_dict(), default=str)))
     diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    refused = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff if not k.startswith(MUTABLE_ON_RESUME)]
-    applied = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff if k.startswith(MUTABLE_ON_RESUME)]
+    # a decaying schedule is a function of train.steps: changing them mid-run would bend the schedule already used
+    fixed = ("train.steps",) if new.train.lr_scheduler != "constant_with_warmup" else ()
+    mutable = [k for k in diff if k.startswith(MUTABLE_ON_RESUME) and k not in fixed]
+    refused = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff if k not in mutable]
+    applied = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in mutable]
     return refused, applied
 
 

@@ -23,7 +23,9 @@ and only it is evaluated on the test prompt set (``eval.test_prompts``; ``toy:te
 ``test_images_per_prompt`` seeds per prompt. ``OUT/report/`` gets the test table (medians with intervals, win rates
 against the base model, cost), each method's selected configuration beside every configuration's validation score,
 and the image grid of the selected runs. Everything resumes: finished runs and evaluations are reused.
-``sweep.json`` gives the invocation's wall seconds and the compute seconds the run folders record (training and
+``--steps-factor F`` trains every configuration for F times its recipe's preset steps (a larger budget, the same
+for every method; results/toy/README.md step 7h), into its own output folder. ``sweep.json`` gives the invocation's
+wall seconds and the compute seconds the run folders record (training and
 evaluation phases), which a resumed sweep still counts for the runs an earlier invocation made.
 """
 from __future__ import annotations
@@ -86,6 +88,26 @@ def _mean(run_dir: Path, prompt_set: str, metric: str) -> float:
     return read_run(run_dir).eval(prompt_set).metrics[metric].mean
 
 
+def reuse_problem(run_dir: Path, cfg: RunConfig, prompt_set: str) -> str | None:
+    """Why the finished run in ``run_dir`` cannot stand for ``cfg`` (None when it can): trained for other steps
+    (a resumed run may change them) or evaluated on ``prompt_set`` with another sampler, steps, guidance or seed."""
+    run_dir = Path(run_dir)
+    saved = run_dir / "config.json"
+    if saved.is_file():
+        steps = json.loads(saved.read_text()).get("train", {}).get("steps")
+        if steps is not None and steps != cfg.train.steps:
+            return f"it was trained for {steps} steps, this sweep asks for {cfg.train.steps}"
+    summary = run_dir / "eval" / prompt_set / "summary.json"
+    if summary.is_file():
+        done = json.loads(summary.read_text()).get("generation", {})
+        e = cfg.eval
+        diff = [f"{k} {done[k]} (asked {v})" for k, v in (("sampler", e.sampler), ("steps", e.steps), ("cfg", e.cfg),
+                                                        ("seed", e.seed)) if k in done and done[k] != v]
+        if diff:
+            return f"its {prompt_set} evaluation used {', '.join(diff)}"
+    return None
+
+
 def _phase_seconds(path: Path) -> float:
     """The sum of the phases' seconds in a ``cost.json`` or a ``timing.json`` (its cumulative phases where it has
     them: every evaluation call on that folder; 0 when the file does not exist)."""
@@ -110,7 +132,7 @@ def recorded_seconds(run_dir: Path, prompt_set: str | None = None, train: bool =
 def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | None = None,
           test_images_per_prompt: int | None = None, quiet: bool = False,
           echo: Callable[[str], None] = print, grid_kind: str = "narrow",
-          val_images_per_prompt: int | None = None) -> Path:
+          val_images_per_prompt: int | None = None, steps_factor: int = 1) -> Path:
     """Train, select and report (module docstring); returns ``output_dir/report``."""
     from bench.runner import RECIPES, needs_training, resolve_run
     from bench.trainer import NonFiniteError, train
@@ -124,12 +146,16 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
     state: dict = {}
     chosen, val_rows, seconds, base_test = {}, [], {}, None
     recorded: dict[str, float] = {}  # what each run folder records, whichever invocation made it
+    if steps_factor < 1:
+        raise ConfigError(f"--steps-factor must be a whole number >= 1, got {steps_factor}")
     recipes = [r for r in RECIPES if not only or r[0] in only]
     if not recipes:
         raise ConfigError(f"no recipe selected; choose from {', '.join(r[0] for r in RECIPES)}")
     for name, method, config in recipes:
         preset, _, _ = resolve_run(method, model, None, config, overrides, f"{name}-preset", str(output_dir),
                                    resume=True, echo=lambda m: None)
+        # the budget: every recipe's own preset steps times the same factor (inversion presets run fewer steps)
+        budget = [*overrides, f"train.steps={preset.train.steps * steps_factor}"] if steps_factor != 1 else overrides
         e = preset.eval
         if not (e.val_prompts and e.test_prompts):
             raise ConfigError(f"model {model!r} defines no validation/test prompt sets for bench sweep: pass "
@@ -141,8 +167,12 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         for label, extra in grid(preset, grid_kind):
             run_name = f"{name}-{label}"
             cfg, _, run_dir = resolve_run(method, model, None, config,
-                                          [*overrides, *extra, f"eval.prompts={e.val_prompts}"], run_name,
+                                          [*budget, *extra, f"eval.prompts={e.val_prompts}"], run_name,
                                           str(output_dir), resume=True, echo=lambda m: None)
+            problem = reuse_problem(run_dir, cfg, val_set)
+            if problem:
+                raise ConfigError(f"{run_dir} cannot be reused: {problem}. Sweep into another --output-dir (each "
+                                  "setting of the budget or the evaluation protocol gets its own)")
             start = time.perf_counter()
             try:
                 if _images_per_prompt(run_dir, val_set) != n_val:
@@ -207,7 +237,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         f"(the training and evaluation phases each run folder records, whichever invocation ran them, and the base "
         f"model's evaluations; process start-up and model loading not included).\n")
     (report / "sweep.json").write_text(json.dumps(
-        {"model": model, "grid": grid_kind, "overrides": overrides, "val_prompts": val_set, "test_prompts": test_set,
+        {"model": model, "grid": grid_kind, "overrides": overrides, "steps_factor": steps_factor, "val_prompts": val_set, "test_prompts": test_set,
          "val_images_per_prompt": n_val, "test_images_per_prompt": n_test,
          "metric": metric, "selected": {k: {"configuration": v[0], "run": str(v[1])} for k, v in chosen.items()},
          "seconds": {k: round(v, 1) for k, v in seconds.items()},

@@ -142,9 +142,10 @@ class Trainer:
         # --- model, data (supplied by the model's world: bench.worlds) ------------------------------------------
         self.world = world_of(cfg.model.name)
         self.comps: Components = self.world.load(cfg, self.device)
-        for m in [self.comps.vae, *self.comps.text_encoders]:
-            if m is not None:
-                m.to(self.weight_dtype if self.device.type == "cuda" else torch.float32)
+        frozen_dtype = self.weight_dtype if self.device.type == "cuda" else torch.float32
+        for m in [self.comps.vae, *self.comps.text_encoders]:  # cast only when needed: diffusers warns on any cast
+            if m is not None and next(m.parameters()).dtype != frozen_dtype:
+                m.to(frozen_dtype)
         self.alphas_cumprod = self.comps.scheduler.alphas_cumprod.to(self.device, torch.float32)
         with acc.main_process_first(), self.cost.phase("cache"):
             progress = show_progress and acc.is_main_process
@@ -188,7 +189,10 @@ class Trainer:
         optimizer = self._optimizer(self.trainable)
         from diffusers.optimization import get_scheduler
 
-        scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=t.warmup_steps)
+        # the prepared scheduler steps once per process at every optimizer step (accelerate, without split_batches),
+        # so its warmup and length are counted in process-steps, as the diffusers training scripts do
+        scheduler = get_scheduler(t.lr_scheduler, optimizer, num_warmup_steps=t.warmup_steps * self.num_processes,
+                                  num_training_steps=t.steps * self.num_processes)
         self.policy, self.optimizer, self.scheduler = acc.prepare(unet, optimizer, scheduler)
         self.unwrapped = acc.unwrap_model(self.policy)
         if t.compile:

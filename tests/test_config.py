@@ -18,6 +18,8 @@ def test_typo_gets_did_you_mean():
         resolve("dpo", "tiny-sd15", None, DPO, None, ["method.betta=1"])
     with pytest.raises(ConfigError, match=r"train.optimizer='adamm' is not one of .* Did you mean 'adamw'\?"):
         resolve("dpo", "tiny-sd15", None, DPO, None, ["optimizer=adamm"])
+    with pytest.raises(ConfigError, match=r"train.lr_scheduler='cosin' is not one of .* Did you mean 'cosine'\?"):
+        resolve("dpo", "tiny-sd15", None, DPO, None, ["lr_scheduler=cosin"])
 
 
 def test_precedence_defaults_preset_file_overrides(tmp_path):
@@ -92,3 +94,14 @@ def test_ablation_rows_reduce_to_their_definition():
                      cfg.method_args["beta"], cfg.method_args["inversion_steps"])
     assert rows == {"smpo-dpo": ("none", False, 1.0, 2000.0, 5), "smpo-ddim": ("ddim", False, 1.0, 2000.0, 5),
                     "smpo-renoise": ("renoise", False, 1.0, 2000.0, 5), "smpo-full": ("renoise", True, 10.0, 2000.0, 5)}
+
+
+def test_a_decaying_schedule_fixes_the_steps_on_resume():
+    """train.steps may change on resume under the constant schedule (the run just goes on); under a decaying one
+    the schedule is a function of train.steps, so changing them is refused like any other training setting."""
+    from bench.config import resume_changes
+
+    for schedule, refused in (("constant_with_warmup", []), ("cosine", ["train.steps: 4 -> 8"])):
+        saved, _ = resolve("dpo", "tiny-sd15", None, DPO, None, ["steps=4", f"lr_scheduler={schedule}"])
+        new, _ = resolve("dpo", "tiny-sd15", None, DPO, None, ["steps=8", f"lr_scheduler={schedule}"])
+        assert resume_changes(saved, new)[0] == refused

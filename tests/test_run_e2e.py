@@ -178,3 +178,17 @@ def test_sweep_wide_grid_and_a_diverged_configuration(tmp_path, monkeypatch):
     val_eval = Path(info["selected"]["sft"]["run"]) / "eval" / info["val_prompts"]
     summary = json.loads((val_eval / "summary.json").read_text())
     assert summary["images_per_prompt"] == 2 and "(2 seeds per prompt)" in (report / "README.md").read_text()
+    # --steps-factor: every configuration trains for that many times its preset's steps (here the override's 1)
+    report = sweep("toy", tmp_path / "sweep-x2", ["steps=1", "eval.limit=4", "eval.images_per_prompt=1",
+                                                  "eval.steps=2", "eval.metrics=toy-pickscore"], only=["sft"],
+                   test_images_per_prompt=1, quiet=True, echo=lambda m: None, steps_factor=2)
+    saved = [Path(r) / "config.json" for r in pd.read_csv(report / "validation.csv").run]  # lr4x "diverges" unsaved
+    assert {json.loads(f.read_text())["train"]["steps"] for f in saved if f.is_file()} == {2} and len(saved) == 5
+    assert json.loads((report / "sweep.json").read_text())["steps_factor"] == 2
+    # another budget or sampler into the same folder: refused, never a silent reuse of the finished runs
+    for changed, says in (("steps=2", "trained for 1 steps, this sweep asks for 2"),
+                          ("eval.cfg=2.0", "evaluation used cfg")):
+        with pytest.raises(ConfigError, match=says):
+            sweep("toy", tmp_path / "sweep", ["steps=1", "eval.limit=4", "eval.images_per_prompt=1", "eval.steps=2",
+                                              "eval.metrics=toy-pickscore", changed], only=["sft"],
+                  test_images_per_prompt=1, quiet=True, echo=lambda m: None, val_images_per_prompt=2)
