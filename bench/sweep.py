@@ -24,9 +24,9 @@ and only it is evaluated on the test prompt set (``eval.test_prompts``; ``toy:te
 against the base model, cost), each method's selected configuration beside every configuration's validation score,
 and the image grid of the selected runs. Everything resumes: finished runs and evaluations are reused.
 ``--steps-factor F`` trains every configuration for F times its recipe's preset steps (a larger budget, the same
-for every method; results/toy/README.md step 7h), into its own output folder. ``sweep.json`` gives the invocation's
-wall seconds and the compute seconds the run folders record (training and
-evaluation phases), which a resumed sweep still counts for the runs an earlier invocation made.
+for every method; results/toy/README.md step 7h), into its own output folder: a run made with other steps or another
+sampler is never reused. ``sweep.json`` gives the invocation's wall seconds and the compute seconds the run folders
+record (training and evaluation phases), which a resumed sweep still counts for the runs an earlier invocation made.
 """
 from __future__ import annotations
 
@@ -237,8 +237,9 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         f"(the training and evaluation phases each run folder records, whichever invocation ran them, and the base "
         f"model's evaluations; process start-up and model loading not included).\n")
     (report / "sweep.json").write_text(json.dumps(
-        {"model": model, "grid": grid_kind, "overrides": overrides, "steps_factor": steps_factor, "val_prompts": val_set, "test_prompts": test_set,
-         "val_images_per_prompt": n_val, "test_images_per_prompt": n_test,
+        {"model": model, "grid": grid_kind, "overrides": overrides, "steps_factor": steps_factor,
+         "val_prompts": val_set, "test_prompts": test_set, "val_images_per_prompt": n_val,
+         "test_images_per_prompt": n_test,
          "metric": metric, "selected": {k: {"configuration": v[0], "run": str(v[1])} for k, v in chosen.items()},
          "seconds": {k: round(v, 1) for k, v in seconds.items()},
          "recorded_seconds": {k: round(v, 1) for k, v in recorded.items()},
