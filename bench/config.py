@@ -347,8 +347,6 @@ def resolve(method: str, model: str, family: str | None, method_cls: type, confi
     return cfg, sources
 
 
-LR_SCHEDULERS = ("constant_with_warmup", "linear", "cosine")
-
 #: the domain of every numeric field: (section, field) -> (test, what the error says it must be)
 _DOMAINS = {
     **{("train", f): (lambda v: v >= 1, ">= 1") for f in ("steps", "batch_size", "grad_accum", "log_every")},
@@ -381,7 +379,7 @@ def validate(cfg: RunConfig, method_cls: type | None = None) -> None:
     t = cfg.train
     choices = {"train.optimizer": (t.optimizer, {"adamw", "adafactor", "adamw8bit"}),
                "train.mixed_precision": (t.mixed_precision, {"no", "fp16", "bf16"}),
-               "train.lr_scheduler": (t.lr_scheduler, set(LR_SCHEDULERS)),
+               "train.lr_scheduler": (t.lr_scheduler, {"constant_with_warmup", "linear", "cosine"}),
                "train.reference": (t.reference, {"auto", "copy", "lora-disabled"})}
     for key, (value, allowed) in choices.items():
         if value not in allowed:

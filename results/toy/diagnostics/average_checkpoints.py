@@ -16,8 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bench import checkpoint
-
-WEIGHTS = "diffusion_pytorch_model.safetensors"
+from bench.toy.validate import WEIGHTS
 
 
 def main() -> None:
