@@ -154,10 +154,12 @@ def test_accumulation_equals_larger_batch(tmp_path, pairs):
 def test_two_processes_equal_one_process(tmp_path, pairs):
     """2 CPU processes (gloo) x batch 2 == 1 process x batch 4. Tolerance: the runs differ by under 1e-3 of the
     update's norm (gradients all-reduced in a different float32 order, see helpers.update_gap; a wrong sample or
-    noise draw gives a gap of order 1). The learning-rate schedule (here a cosine decay) is the same per optimizer
-    step in both, though accelerate steps a prepared scheduler once per process."""
+    noise draw gives a gap of order 1). The learning-rate schedule (here one warmup step, then a cosine decay) is the
+    same per optimizer step in both, though accelerate steps a prepared scheduler once per process: warmup and decay
+    counted in optimizer steps would end the warmup halfway through the first step with 2 processes (lr x0.75 after
+    it) and the decay halfway through the run."""
     args = ["--method", "dpo", "--model", "tiny-sd15", "--quiet", f"data.source={pairs}", "steps=2",
-            "lr_scheduler=cosine"]
+            "lr_scheduler=cosine", "warmup_steps=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "bench", "train", "--output-dir", str(tmp_path)]
     subprocess.run(cmd + ["--name", "one"] + args + ["batch_size=4"], check=True, env=env, capture_output=True)
@@ -169,8 +171,8 @@ def test_two_processes_equal_one_process(tmp_path, pairs):
     rows_two = [json.loads(r) for r in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert rows_two[-1]["loss"] == pytest.approx(rows_one[-1]["loss"], rel=1e-5)
     lr = json.loads((tmp_path / "one" / "config.json").read_text())["train"]["lr"]
-    for rows in (rows_one, rows_two):  # the lr after each step: cosine from lr to 0 over the 2 steps
-        assert [r["lr"] for r in rows] == pytest.approx([lr / 2, 0.0], abs=1e-12)
+    for rows in (rows_one, rows_two):  # the lr after each step: 0 during step 1 (warmup), then cosine from lr to 0
+        assert [r["lr"] for r in rows] == pytest.approx([lr, 0.0], abs=1e-12)
     env_two = json.loads((tmp_path / "two" / "env.json").read_text())
     assert env_two["devices"]["count"] == 2
 

@@ -19,6 +19,17 @@ def _cell(rate, lo, hi) -> str:
     return f"{rate:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
+def exact_rows(path: Path, source: str, steps: int) -> pd.DataFrame:
+    """The exact world's study rows (``bench.exact.study``'s changes.csv) of one source and step count, by recipe."""
+    exact = pd.read_csv(path)
+    return exact[(exact.source == source) & (exact.steps == steps)].set_index("run")
+
+
+def exact_cell(e: pd.Series) -> str:
+    """A recipe's change in expected reward with its 95% interval."""
+    return f"{e.d_reward:+.3f} [{e.d_reward_lo:+.3f}, {e.d_reward_hi:+.3f}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep_report", type=Path)
@@ -29,8 +40,7 @@ def main() -> None:
     wins = pd.read_csv(args.sweep_report / "win_rates.csv")
     val = pd.read_csv(args.sweep_report / "validation.csv")
     selected = dict(zip(val[val.selected]["run"].map(lambda p: Path(p).name), val[val.selected]["configuration"]))
-    exact = pd.read_csv(args.exact)
-    exact = exact[(exact.source == args.source) & (exact.steps == args.steps)].set_index("run")
+    exact = exact_rows(args.exact, args.source, args.steps)
     print(f"| recipe | toy: selected | toy-pickscore win % [95% CI] | toy-fidelity win % | exact:{args.source} "
           f"Δ reward [95% CI] ({args.steps} steps) | exact reward win % | agree |")
     print("|---|---|---|---|---|---|---|")
@@ -41,7 +51,7 @@ def main() -> None:
         toy_sign = 1 if pick.lo > 50 else -1 if pick.hi < 50 else 0
         if recipe in exact.index:
             e = exact.loc[recipe]
-            ex = f"{e.d_reward:+.3f} [{e.d_reward_lo:+.3f}, {e.d_reward_hi:+.3f}]"
+            ex = exact_cell(e)
             ex_win = f"{e.win:.0f}"
             ex_sign = 1 if e.d_reward_lo > 0 else -1 if e.d_reward_hi < 0 else 0
             agree = "yes" if toy_sign == ex_sign else "**no**"
