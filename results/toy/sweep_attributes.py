@@ -12,13 +12,18 @@ from pathlib import Path
 from bench.toy.validate import attribute_accuracy
 
 
+def test_base(runs, test: str) -> Path:
+    """The base model's run folder beside a sweep's selected ``runs``, the one evaluated on the ``test`` prompts."""
+    return next(p for p in next(iter(runs)).parent.glob("base-toy-*")
+                if (p / "eval" / test / "summary.json").is_file())
+
+
 def main() -> None:
     report = Path(sys.argv[1])
     sweep = json.loads((report / "sweep.json").read_text())
     test = sweep["test_prompts"]
     runs = {name: Path(v["run"]) for name, v in sweep["selected"].items()}
-    base = next(p for p in runs["sft" if "sft" in runs else next(iter(runs))].parent.glob("base-toy-*")
-                if (p / "eval" / test / "summary.json").is_file())
+    base = test_base(runs.values(), test)
     print(f"Attributes right on `{test}` ({sweep['test_images_per_prompt']} seeds per prompt), from {report}:\n")
     print("| run | colour | shape | size | position | background | all five |\n|---|---:|---:|---:|---:|---:|---:|")
     for name, run in {"base model": base, **runs}.items():

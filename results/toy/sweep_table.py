@@ -22,6 +22,7 @@ import pandas as pd
 from bench.toy.validate import attribute_accuracy, panel_change
 from evaluators.tables import win_rates
 from compare_worlds import exact_cell, exact_rows
+from sweep_attributes import test_base
 
 WIN_COLUMNS = ("toy-pickscore", "tie-aware", "toy-fidelity", "toy-quality")
 
@@ -61,8 +62,7 @@ def main() -> None:
     val = pd.read_csv(args.report / "validation.csv")
     exact = exact_rows(args.exact, args.source, args.steps)
     runs = {name: Path(v["run"]) for name, v in sweep["selected"].items()}
-    base = next(p for p in next(iter(runs.values())).parent.glob("base-toy-*")
-                if (p / "eval" / test / "summary.json").is_file())
+    base = test_base(runs.values(), test)
     wins = win_rates([*runs.values(), *([args.control] if args.control else [])], base, prompt_set=test)
 
     rows = []
