@@ -254,6 +254,9 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
                                    "the learning rate over three decades (bench/sweep.py GRIDS)"),
           steps_factor: int = typer.Option(1, help="train every configuration for this many times its recipe's "
                                            "preset steps (the same budget factor for every method)"),
+          record: Optional[Path] = typer.Option(
+              None, help="keep a small copy of every run folder here (no weights, checkpoints or unshown images), "
+              "and resume from it on a fresh machine (bench/sweep.py)"),
           overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP + " Applied to every run."),
           quiet: bool = _QUIET) -> None:
     """Equal tuning budget: five configurations per method around its preset (--grid wide: eight), selected on
@@ -264,7 +267,8 @@ def sweep(model: str = typer.Option("toy", "--model", help="registered model nam
     chosen = _recipes(only)
     with _one_line_errors():
         run_sweep(model, output_dir, overrides or [], chosen, test_images_per_prompt, quiet, echo=typer.echo,
-                  grid_kind=grid, val_images_per_prompt=val_images_per_prompt, steps_factor=steps_factor)
+                  grid_kind=grid, val_images_per_prompt=val_images_per_prompt, steps_factor=steps_factor,
+                  record_dir=record)
 
 
 def _scorer_sources(scorer_weights: list[str] | None) -> dict[str, str]:

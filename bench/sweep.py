@@ -27,6 +27,15 @@ and the image grid of the selected runs. Everything resumes: finished runs and e
 for every method; results/toy/README.md step 7h), into its own output folder: a run made with other steps or another
 sampler is never reused. ``sweep.json`` gives the invocation's wall seconds and the compute seconds the run folders
 record (training and evaluation phases), which a resumed sweep still counts for the runs an earlier invocation made.
+
+``--record DIR`` lets a sweep outlive the machine it runs on (a CI runner, a cloud instance, a session whose disk is
+wiped): after every configuration the sweep copies each run folder of ``OUT`` into ``DIR`` without what can be
+rebuilt or is large (checkpoints, weights, and the images the report does not show: it keeps the first
+:data:`RECORD_PROMPTS` prompts x :data:`RECORD_SEEDS` seeds of every evaluation), a few hundred kB per configuration,
+small enough to commit. A later invocation with the same ``--record`` on a fresh machine first copies the recorded
+folders it lacks back into ``OUT`` and resumes from them: a configuration whose validation is recorded is not trained
+again, a recipe whose test evaluation is recorded is not evaluated again (its selected run is retrained, with the
+same seeds, only when its test evaluation is missing).
 """
 from __future__ import annotations
 
@@ -69,6 +78,73 @@ def grid(cfg: RunConfig, kind: str = "narrow") -> list[tuple[str, list[str]]]:
     else:
         points += [(f"lr{_num(f)}x", [f"train.lr={lr * f!r}"]) for f in lr_only_extra]
     return points
+
+
+#: what ``--record`` keeps of an evaluation's images: the first prompts x seeds, which the report's grids show
+#: (the sweep's grid: 8 prompts, seed 0; report.html: 6 prompts, 2 seeds)
+RECORD_PROMPTS, RECORD_SEEDS = 8, 2
+_RECORD_SKIP = ("checkpoints", "weights")  # rebuilt by training again; never needed to report a finished run
+
+
+def _recorded(rel: Path, shown: set[str]) -> bool:
+    """Whether ``--record`` keeps the file ``rel`` (relative to its run folder); ``shown``: the image paths kept."""
+    if rel.parts[0] in _RECORD_SKIP:
+        return False
+    return rel.parent.name != "images" or rel.as_posix() in shown
+
+
+def _shown_images(run: Path) -> set[str]:
+    """The image paths (relative to ``run``) of each evaluation's first RECORD_PROMPTS prompts x RECORD_SEEDS seeds
+    (image files are named ``<prompt id>_<seed index>.png``, evaluators.harness)."""
+    shown = set()
+    for images in run.glob("eval/*/images"):
+        files = sorted(images.glob("*.png"))
+        pids = sorted({f.stem.split("_")[0] for f in files})[:RECORD_PROMPTS]
+        shown |= {f.relative_to(run).as_posix() for f in files
+                  if f.stem.split("_")[0] in pids and int(f.stem.split("_")[1]) < RECORD_SEEDS}
+    return shown
+
+
+def record(output_dir: Path, dest: Path) -> int:
+    """Copy every run folder of ``output_dir`` (a folder with a run.json) into ``dest``, leaving out checkpoints,
+    weights and the images the report does not show (module docstring); files already recorded unchanged are not
+    copied again, files the run no longer has are removed. Returns the number of files copied."""
+    import shutil
+
+    output_dir, dest = Path(output_dir), Path(dest)
+    copied = 0
+    for run in sorted(p for p in output_dir.iterdir() if (p / "run.json").is_file()):
+        shown = _shown_images(run)
+        keep = {f.relative_to(run) for f in run.rglob("*") if f.is_file() and _recorded(f.relative_to(run), shown)}
+        target = dest / run.name
+        for rel in sorted(keep):
+            src, dst = run / rel, target / rel
+            if dst.is_file() and dst.stat().st_size == src.stat().st_size and src.read_bytes() == dst.read_bytes():
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(dst.name + ".tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)  # atomic: an interrupted record never leaves half a file
+            copied += 1
+        for f in [f for f in target.rglob("*") if f.is_file() and f.relative_to(target) not in keep]:
+            f.unlink()
+    return copied
+
+
+def restore(dest: Path, output_dir: Path) -> list[str]:
+    """Copy the run folders recorded in ``dest`` that ``output_dir`` lacks into it; returns their names. A folder
+    ``output_dir`` already has is left as it is (it is the newer)."""
+    import shutil
+
+    dest, output_dir = Path(dest), Path(output_dir)
+    if not dest.is_dir():
+        return []
+    restored = []
+    for run in sorted(p for p in dest.iterdir() if (p / "run.json").is_file()):
+        if not (output_dir / run.name).exists():
+            shutil.copytree(run, output_dir / run.name)
+            restored.append(run.name)
+    return restored
 
 
 def _with_eval(cfg: RunConfig, prompts: str, images_per_prompt: int) -> RunConfig:
@@ -132,8 +208,8 @@ def recorded_seconds(run_dir: Path, prompt_set: str | None = None, train: bool =
 def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | None = None,
           test_images_per_prompt: int | None = None, quiet: bool = False,
           echo: Callable[[str], None] = print, grid_kind: str = "narrow",
-          val_images_per_prompt: int | None = None, steps_factor: int = 1) -> Path:
-    """Train, select and report (module docstring); returns ``output_dir/report``."""
+          val_images_per_prompt: int | None = None, steps_factor: int = 1, record_dir: Path | None = None) -> Path:
+    """Train, select and report (module docstring); returns ``output_dir/report``. ``record_dir``: ``--record``."""
     from bench.runner import RECIPES, needs_training, resolve_run
     from bench.trainer import NonFiniteError, train
     from bench.worlds import world_of
@@ -151,6 +227,15 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
     recipes = [r for r in RECIPES if not only or r[0] in only]
     if not recipes:
         raise ConfigError(f"no recipe selected; choose from {', '.join(r[0] for r in RECIPES)}")
+    if record_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        restored = restore(record_dir, output_dir)
+        if restored:
+            echo(f"restored {len(restored)} recorded run folders from {record_dir}")
+
+    def keep_record() -> None:
+        if record_dir is not None:
+            record(output_dir, record_dir)
     for name, method, config in recipes:
         preset, _, _ = resolve_run(method, model, None, config, overrides, f"{name}-preset", str(output_dir),
                                    resume=True, echo=lambda m: None)
@@ -169,7 +254,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
             cfg, _, run_dir = resolve_run(method, model, None, config,
                                           [*budget, *extra, f"eval.prompts={e.val_prompts}"], run_name,
                                           str(output_dir), resume=True, echo=lambda m: None)
-            problem = reuse_problem(run_dir, cfg, val_set)
+            problem = reuse_problem(run_dir, cfg, val_set) or reuse_problem(run_dir, cfg, test_set)
             if problem:
                 raise ConfigError(f"{run_dir} cannot be reused: {problem}. Sweep into another --output-dir (each "
                                   "setting of the budget or the evaluation protocol gets its own)")
@@ -190,6 +275,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
             val_rows.append({"recipe": name, "configuration": label, "overrides": " ".join(extra),
                              f"val {metric} mean": score, "run": str(run_dir)})
             echo(f"{run_name}: validation {metric} mean {score:.4f}")
+            keep_record()
             if score == score and (best is None or score > best[0]):
                 best = (score, label, run_dir, cfg)
         if best is None:
@@ -197,7 +283,13 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         _, label, run_dir, cfg = best
         n_test = test_images_per_prompt or 2 * e.images_per_prompt
         start = time.perf_counter()
-        base_test = world.evaluate(run_dir, _with_eval(cfg, e.test_prompts, n_test), state, True, lambda m: None)
+        test_cfg = _with_eval(cfg, e.test_prompts, n_test)
+        base_test = world.base_dir(test_cfg)
+        if _images_per_prompt(run_dir, test_set) != n_test or _images_per_prompt(base_test, test_set) != n_test:
+            if needs_training(run_dir, cfg):  # a recorded run (--record) keeps no weights: the same seeds again
+                echo(f"== {name}-{label}: training again for its test evaluation (its weights are not here)")
+                train(cfg, run_dir, resume=True, show_progress=not quiet)
+            base_test = world.evaluate(run_dir, test_cfg, state, True, lambda m: None)
         seconds[f"{name} test"] = time.perf_counter() - start
         recorded[f"{name} test"] = recorded_seconds(run_dir, test_set, train=False)
         base_val = world.base_dir(_with_eval(cfg, e.val_prompts, n_val))
@@ -205,6 +297,7 @@ def sweep(model: str, output_dir: Path, overrides: list[str], only: list[str] | 
         recorded[f"base model {test_set} ({n_test} seeds)"] = recorded_seconds(base_test, test_set)
         chosen[name] = (label, run_dir)
         echo(f"{name}: selected {label}")
+        keep_record()
     report = output_dir / "report"
     report.mkdir(parents=True, exist_ok=True)
     runs = [run_dir for _, run_dir in chosen.values()]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -114,9 +115,10 @@ def test_toy_validation_writes_its_four_facts(tmp_path):
     from bench.toy import MODEL_DIR
     from bench.toy.validate import WEIGHTS, validate
 
-    result = validate(tmp_path / "out", tmp_path / "runs", ["steps=2", "eval.limit=4", "eval.images_per_prompt=1",
-                                                             "eval.steps=2", "eval.metrics=toy-pickscore,toy-fidelity"],
-                      test_images_per_prompt=2)
+    overrides = ["steps=2", "eval.limit=4", "eval.images_per_prompt=1", "eval.steps=2",
+                 "eval.metrics=toy-pickscore,toy-fidelity"]
+    result = validate(tmp_path / "out", tmp_path / "runs", overrides, test_images_per_prompt=2,
+                      record_dir=tmp_path / "record")
     assert len(result["facts"]) == 4 and all(isinstance(v, bool) for v in result["facts"].values())
     assert set(result["attribute_accuracy"]) == {"base", "sft", "dpo", "random-like-dpo"}
     assert set(result["panel_change"]) == {"sft", "dpo", "random-like-dpo"}
@@ -132,6 +134,14 @@ def test_toy_validation_writes_its_four_facts(tmp_path):
     assert result["random_change_norm"] > 0
     wins = pd.DataFrame(result["win_rates"])
     assert set(wins.run) == {Path(p).name for p in result["runs"].values()} and (wins.n == 8).all()
+    # on a fresh machine, from the record: the selected DPO run trains again (its weights are not recorded) for the
+    # control's update size, and every number comes out the same
+    assert (tmp_path / "record" / "random-like-dpo" / "eval").is_dir()
+    again = validate(tmp_path / "out2", tmp_path / "runs2", overrides, test_images_per_prompt=2,
+                     record_dir=tmp_path / "record")
+    assert again["random_change_norm"] == pytest.approx(result["random_change_norm"], rel=1e-6)
+    assert again["facts"] == result["facts"] and again["attribute_accuracy"] == result["attribute_accuracy"]
+    pd.testing.assert_frame_equal(pd.DataFrame(again["win_rates"]), wins)
 
 
 def test_sweep_wide_grid_and_a_diverged_configuration(tmp_path, monkeypatch):
@@ -192,3 +202,57 @@ def test_sweep_wide_grid_and_a_diverged_configuration(tmp_path, monkeypatch):
             sweep("toy", tmp_path / "sweep", ["steps=1", "eval.limit=4", "eval.images_per_prompt=1", "eval.steps=2",
                                               "eval.metrics=toy-pickscore", changed], only=["sft"],
                   test_images_per_prompt=1, quiet=True, echo=lambda m: None, val_images_per_prompt=2)
+
+
+def test_sweep_record_resumes_on_a_fresh_machine(tmp_path, monkeypatch):
+    """`bench sweep --record DIR` keeps a small copy of every run folder (no weights or checkpoints, only the images
+    the report shows); a sweep into an empty output folder with the same record reports the same without training or
+    evaluating anything again, and a recipe whose test evaluation was not recorded trains its selected
+    configuration again (same seeds, same result) for it. The toy attribute shares survive the copy through the
+    attributes.json they leave beside the images, and a copy without it is an error, not a share of the few images."""
+    from bench import trainer
+    from bench.sweep import RECORD_SEEDS, sweep
+    from bench.toy.validate import attribute_accuracy
+    from bench.worlds import DiffusersWorld
+
+    overrides = ["steps=1", "eval.limit=4", "eval.images_per_prompt=3", "eval.steps=2", "eval.metrics=toy-pickscore"]
+    kw = dict(only=["sft"], test_images_per_prompt=3, quiet=True, echo=lambda m: None, record_dir=tmp_path / "record")
+    first = sweep("toy", tmp_path / "a", overrides, **kw)
+    info = json.loads((first / "sweep.json").read_text())
+    selected, test = Path(info["selected"]["sft"]["run"]), info["test_prompts"]
+    attributes = attribute_accuracy(selected / "eval" / test)  # computed from all 12 images, kept beside them
+    sweep("toy", tmp_path / "a", overrides, **kw)  # everything reused; the record gets attributes.json
+    record = tmp_path / "record"
+    assert {p.name for p in record.iterdir()} == {p.name for p in (tmp_path / "a").iterdir()
+                                                  if (p / "run.json").is_file()}
+    assert not [p for p in record.rglob("*") if p.name in ("weights", "checkpoints")]
+    for images in record.glob("*/eval/*/images"):  # 4 prompts x the first RECORD_SEEDS of 3 seeds
+        assert len(list(images.glob("*.png"))) == 4 * RECORD_SEEDS
+    assert (record / selected.name / "eval" / test / "attributes.json").is_file()
+
+    def refuse(*a, **k):
+        raise AssertionError("a recorded configuration was trained or evaluated again")
+
+    monkeypatch.setattr(trainer, "train", refuse)
+    monkeypatch.setattr(DiffusersWorld, "evaluate", refuse)
+    second = sweep("toy", tmp_path / "b", overrides, **kw)
+    for f in ("win_rates.csv", "validation.csv"):
+        a, b = (pd.read_csv(r / f).drop(columns="run", errors="ignore") for r in (first, second))
+        pd.testing.assert_frame_equal(a, b)
+    assert (second / "grid.png").is_file() and (second / "report.html").is_file()
+    assert attribute_accuracy(tmp_path / "b" / selected.name / "eval" / test) == attributes
+    (tmp_path / "b" / selected.name / "eval" / test / "attributes.json").unlink()
+    with pytest.raises(FileNotFoundError, match="only some of its 12 images"):
+        attribute_accuracy(tmp_path / "b" / selected.name / "eval" / test)
+
+    # the selected run's test evaluation lost: only that configuration trains again, with the same result
+    shutil.rmtree(record / selected.name / "eval" / test)
+    trained = []
+    monkeypatch.undo()
+    real_train = trainer.train
+    monkeypatch.setattr(trainer, "train", lambda cfg, run_dir, **k: trained.append(run_dir.name)
+                        or real_train(cfg, run_dir, **k))
+    third = sweep("toy", tmp_path / "c", overrides, **kw)
+    assert trained == [selected.name]
+    a, c = (pd.read_csv(r / "win_rates.csv") for r in (first, third))
+    pd.testing.assert_frame_equal(a, c)

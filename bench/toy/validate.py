@@ -94,25 +94,43 @@ def panel_change(run_dir: Path, base_dir: Path, prompt_set: str) -> dict:
 
 
 def attribute_accuracy(eval_dir: Path) -> dict:
-    """Per attribute, the share of an evaluation's images whose analysed attribute is the prompt's (and all five)."""
+    """Per attribute, the share of an evaluation's images whose analysed attribute is the prompt's (and all five).
+
+    Computed from every image of the evaluation (its scores.parquet lists them) and kept in ``attributes.json``
+    beside them, so that a recorded copy of the folder (``bench sweep --record``, which keeps a few images only)
+    still has it; a folder with neither all its images nor that file is an error, never a share of the few."""
+    import pandas as pd
     from PIL import Image
 
     from bench.toy.basemodel import fidelity_report
 
-    images, prompts = [], []
-    for path in sorted((Path(eval_dir) / "images").glob("*.png")):
-        with Image.open(path) as im:
-            prompts.append(im.info["prompt"])
-            images.append(im.convert("RGB"))
-    return fidelity_report(images, prompts)
+    eval_dir = Path(eval_dir)
+    paths = pd.read_parquet(eval_dir / "scores.parquet")["image_path"].tolist()
+    cached = eval_dir / "attributes.json"
+    if all((eval_dir / p).is_file() for p in paths):
+        images, prompts = [], []
+        for path in paths:
+            with Image.open(eval_dir / path) as im:
+                prompts.append(im.info["prompt"])
+                images.append(im.convert("RGB"))
+        report = fidelity_report(images, prompts)
+        cached.write_text(json.dumps(report, indent=2) + "\n")
+        return report
+    if cached.is_file() and json.loads(cached.read_text()).get("n_images") == len(paths):
+        return json.loads(cached.read_text())
+    raise FileNotFoundError(f"{eval_dir} holds only some of its {len(paths)} images (a recorded copy, bench sweep "
+                            "--record) and no attributes.json made from all of them: evaluate the run again")
 
 
 def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: int = 0, quiet: bool = True,
              test_images_per_prompt: int | None = None, grid: str = "narrow",
-             val_images_per_prompt: int | None = None) -> dict:
-    """Run the four checks (module docstring) and write the report; returns the results dict."""
+             val_images_per_prompt: int | None = None, record_dir: Path | None = None) -> dict:
+    """Run the four checks (module docstring) and write the report; returns the results dict. ``record_dir``: the
+    sweep's ``--record`` (the control's folder and the attribute shares are recorded too)."""
     from bench.config import RunConfig
-    from bench.sweep import _with_eval, sweep
+    from bench.runner import needs_training
+    from bench.sweep import _with_eval, record, sweep
+    from bench.trainer import train
     from bench.toy import MODEL_DIR
     from bench.worlds import world_of
     from evaluators.plots import image_grid
@@ -124,7 +142,7 @@ def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: in
     t = time.perf_counter()
     report = sweep("toy", runs, overrides, only=["sft", "dpo"], test_images_per_prompt=test_images_per_prompt,
                    quiet=quiet, echo=print if not quiet else (lambda m: None), grid_kind=grid,
-                   val_images_per_prompt=val_images_per_prompt)
+                   val_images_per_prompt=val_images_per_prompt, record_dir=record_dir)
     seconds = {"sft and dpo (bench sweep --only sft,dpo)": time.perf_counter() - t}
     info = json.loads((report / "sweep.json").read_text())
     dirs = {m: Path(info["selected"][m]["run"]) for m in ("sft", "dpo")}
@@ -132,6 +150,8 @@ def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: in
     test = _with_eval(cfg, cfg.eval.test_prompts, info["test_images_per_prompt"])
     t = time.perf_counter()
     name = "random-like-dpo"
+    if needs_training(dirs["dpo"], cfg):  # restored from a record: the same seeds again for the update's size
+        train(cfg, dirs["dpo"], resume=True, show_progress=not quiet)
     norm = random_like(dirs["dpo"], runs / name, MODEL_DIR / "unet", seed)
     base = world_of("toy").evaluate(runs / name, test, {}, quiet, lambda m: None)
     dirs[name] = runs / name
@@ -165,7 +185,8 @@ def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: in
     command = " ".join(["python -m bench.toy.validate", f"--out {out}", f"--runs {runs}", f"--grid {grid}",
                         *([f"--val-images-per-prompt {val_images_per_prompt}"] if val_images_per_prompt else []),
                         *([f"--test-images-per-prompt {test_images_per_prompt}"] if test_images_per_prompt else []),
-                        *([f"--seed {seed}"] if seed else []), *overrides])
+                        *([f"--seed {seed}"] if seed else []),
+                        *([f"--record {record_dir}"] if record_dir else []), *overrides])
     panel_md = ("| run | mean dU [95% CI] | share below the tie margin | win % | win % with sub-margin ties [95% CI] |"
                 "\n|---|---|---:|---:|---|\n" + "\n".join(
                     f"| {k} | {p['mean_dU']:+.4f} [{p['mean_dU_lo']:+.4f}, {p['mean_dU_hi']:+.4f}] | "
@@ -196,6 +217,8 @@ def validate(out: Path, runs: Path, overrides: list[str] | None = None, seed: in
         f"Share of the test images whose analysed attribute is the prompt's:\n\n{acc_md}\n\n"
         f"Wall seconds (this invocation): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
         + "\n\n![grid](grid.png)\n")
+    if record_dir is not None:
+        record(runs, record_dir)
     return result
 
 
@@ -209,13 +232,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="seeds per validation prompt for the selection (default: the family's eval.images_per_prompt)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random direction")
     ap.add_argument("--grid", default="narrow", help="the sweep's grid: narrow or wide (bench/sweep.py GRIDS)")
+    ap.add_argument("--record", type=Path, default=None,
+                    help="bench sweep's --record: a small copy of the run folders to resume from on a fresh machine")
     ap.add_argument("overrides", nargs="*", help="config overrides for both trainings (key=value)")
     args = ap.parse_args(argv)
     import bench  # noqa: F401  (torchvision compat before transformers)
 
     result = validate(args.out, args.runs, args.overrides, args.seed, quiet=True,
                       test_images_per_prompt=args.test_images_per_prompt, grid=args.grid,
-                      val_images_per_prompt=args.val_images_per_prompt)
+                      val_images_per_prompt=args.val_images_per_prompt, record_dir=args.record)
     print((args.out / "validation.md").read_text())
     return 0 if all(result["facts"].values()) else 1
 
