@@ -31,8 +31,8 @@ record (training and evaluation phases), which a resumed sweep still counts for 
 ``--record DIR`` lets a sweep outlive the machine it runs on (a CI runner, a cloud instance, a session whose disk is
 wiped): after every configuration the sweep copies each run folder of ``OUT`` into ``DIR`` without what can be
 rebuilt or is large (checkpoints, weights, and the images the report does not show: it keeps the first
-:data:`RECORD_PROMPTS` prompts x :data:`RECORD_SEEDS` seeds of every evaluation), a few hundred kB per configuration,
-small enough to commit. A later invocation with the same ``--record`` on a fresh machine first copies the recorded
+:data:`RECORD_PROMPTS` prompts x :data:`RECORD_SEEDS` seeds of every evaluation), about 250 kB per toy configuration
+(150 kB compressed), small enough to commit. A later invocation with the same ``--record`` on a fresh machine first copies the recorded
 folders it lacks back into ``OUT`` and resumes from them: a configuration whose validation is recorded is not trained
 again, a recipe whose test evaluation is recorded is not evaluated again (its selected run is retrained, with the
 same seeds, only when its test evaluation is missing).
@@ -90,7 +90,9 @@ def _recorded(rel: Path, shown: set[str]) -> bool:
     """Whether ``--record`` keeps the file ``rel`` (relative to its run folder); ``shown``: the image paths kept."""
     if rel.parts[0] in _RECORD_SKIP:
         return False
-    return rel.parent.name != "images" or rel.as_posix() in shown
+    if rel.parent.name == "images":
+        return rel.as_posix() in shown
+    return rel.suffix != ".png"  # a run's own pictures (bench run's grid.png) are drawn from images it drops
 
 
 def _shown_images(run: Path) -> set[str]:
@@ -106,14 +108,17 @@ def _shown_images(run: Path) -> set[str]:
 
 
 def record(output_dir: Path, dest: Path) -> int:
-    """Copy every run folder of ``output_dir`` (a folder with a run.json) into ``dest``, leaving out checkpoints,
-    weights and the images the report does not show (module docstring); files already recorded unchanged are not
-    copied again, files the run no longer has are removed. Returns the number of files copied."""
+    """Copy every evaluated run folder of ``output_dir`` (a run.json and an ``eval/*/summary.json``: a run still
+    training is left for the next call) into ``dest``, leaving out checkpoints, weights and the images the report
+    does not show (module docstring); files already recorded unchanged are not copied again, files the run no longer
+    has are removed. Returns the number of files copied."""
     import shutil
 
     output_dir, dest = Path(output_dir), Path(dest)
     copied = 0
-    for run in sorted(p for p in output_dir.iterdir() if (p / "run.json").is_file()):
+    evaluated = [p for p in output_dir.iterdir()
+                 if (p / "run.json").is_file() and any(p.glob("eval/*/summary.json"))]
+    for run in sorted(evaluated):
         shown = _shown_images(run)
         keep = {f.relative_to(run) for f in run.rglob("*") if f.is_file() and _recorded(f.relative_to(run), shown)}
         target = dest / run.name
