@@ -91,28 +91,37 @@ def generate_images(generate: Callable[[list[str], list[int]], list[Image.Image]
                     spec: GenerationSpec, out_dir: Path, batch_size: int = 8, progress: bool = True,
                     timings: dict[str, float] | None = None) -> tuple[list[ImageRecord], int]:
     """Generate (or find on disk) every (prompt, image index) image of ``spec`` under ``out_dir/images``.
-    Returns the records and how many images were generated (not found on disk)."""
+    Returns the records and how many images were generated (not found on disk).
+
+    The images go in fixed batches of ``batch_size`` in (prompt, image index) order, and a batch with any image
+    missing is generated and written whole: a sampler's batched arithmetic can move a pixel by one with the batch's
+    composition, so generating only the missing images would make a resumed, extended or restored evaluation (``bench
+    sweep --record`` keeps a few images) differ from one made in one go. This way the images depend on the prompts,
+    seeds, spec and batch size only."""
     from tqdm.auto import tqdm
 
     img_dir = out_dir / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    todo, records = [], []
+    items, found = [], {}
     for pid, prompt in enumerate(prompts):
         for k in range(spec.images_per_prompt):
             seed = image_seed(spec.seed, pid, k)
             rel = f"images/{pid:05d}_{k:02d}.png"
+            items.append((pid, prompt, k, seed, rel))
             path = out_dir / rel
             if path.is_file():
                 with Image.open(path) as im:
                     meta = im.info
                     if meta.get("prompt") == prompt and meta.get("seed") == str(seed) and \
                             meta.get("spec") == spec.key():
-                        records.append(ImageRecord(pid, prompt, k, seed, rel, image_sha256(im)))
-                        continue
-            todo.append((pid, prompt, k, seed, rel))
+                        found[rel] = ImageRecord(pid, prompt, k, seed, rel, image_sha256(im))
+    batches = list(_batches(items, batch_size))
+    todo = [b for b in batches if any(c[4] not in found for c in b)]
+    records = [found[c[4]] for b in batches if all(c[4] in found for c in b) for c in b]
     start = time.perf_counter()
-    with tqdm(total=len(todo), desc="generating", disable=not progress or not todo, leave=False) as bar:
-        for chunk in _batches(todo, batch_size):
+    n_todo = sum(len(b) for b in todo)
+    with tqdm(total=n_todo, desc="generating", disable=not progress or not todo, leave=False) as bar:
+        for chunk in todo:
             images = generate([c[1] for c in chunk], [c[3] for c in chunk])
             for (pid, prompt, k, seed, rel), img in zip(chunk, images):
                 info = PngImagePlugin.PngInfo()
@@ -127,7 +136,7 @@ def generate_images(generate: Callable[[list[str], list[int]], list[Image.Image]
     if timings is not None:
         timings["sampling"] = timings.get("sampling", 0.0) + time.perf_counter() - start
     records.sort(key=lambda r: (r.prompt_id, r.image_index))
-    return records, len(todo)
+    return records, n_todo
 
 
 def score_images(records: list[ImageRecord], out_dir: Path, scorers: dict, cache: ScoreCache,

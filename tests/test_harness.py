@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from bench.evaluate import base_run_dir, evaluate
-from evaluators.harness import GenerationSpec, image_seed
+from evaluators.harness import GenerationSpec, image_seed, image_sha256
 from evaluators.prompts import load_prompts
 
 
@@ -88,3 +88,28 @@ def test_base_run_dir_follows_weights_and_vae(tmp_path):
     assert second != first
     (model / "vae" / "diffusion_pytorch_model.bin").write_bytes(b"\0")  # .bin weights count too
     assert base_run_dir(tmp_path / "runs", str(model), spec) not in (first, second)
+
+
+def test_a_resumed_evaluation_makes_the_images_of_one_made_in_one_go(tmp_path):
+    """A sampler's batched arithmetic can move a pixel with the batch's composition, so the harness generates fixed
+    batches whole: an evaluation with images deleted (interrupted, or restored from `bench sweep --record`, which
+    keeps a few) makes exactly the images of one made in one go. Here the fake sampler's pixels depend on the
+    batch, as a real one's may by one unit."""
+    from evaluators.harness import generate_images
+
+    def generate(prompts, seeds):  # each pixel: its own seed plus the sum of its batch's seeds
+        return [Image.new("RGB", (4, 4), ((s + sum(seeds)) % 256, len(seeds), 0)) for s in seeds]
+
+    spec = GenerationSpec(steps=2, resolution=4, seed=3, images_per_prompt=3)
+    prompts = ["a", "b", "c", "d"]
+    once, n = generate_images(generate, prompts, spec, tmp_path / "once", batch_size=5)
+    assert n == 12
+    out = tmp_path / "resumed"
+    generate_images(generate, prompts, spec, out, batch_size=5)
+    for name in ("00000_02.png", "00003_01.png"):  # in the first and the last batch; the middle one is whole
+        (out / "images" / name).unlink()
+    again, n = generate_images(generate, prompts, spec, out, batch_size=5)
+    assert n == 5 + 2 and [r.image_sha256 for r in again] == [r.image_sha256 for r in once]
+    # generating only the missing images, as the harness once did, gives other pixels: the test can fail
+    lone = generate(["a"], [image_seed(3, 0, 2)])[0]
+    assert image_sha256(lone) != once[2].image_sha256
