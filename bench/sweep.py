@@ -29,13 +29,14 @@ sampler is never reused. ``sweep.json`` gives the invocation's wall seconds and 
 record (training and evaluation phases), which a resumed sweep still counts for the runs an earlier invocation made.
 
 ``--record DIR`` lets a sweep outlive the machine it runs on (a CI runner, a cloud instance, a session whose disk is
-wiped): after every configuration the sweep copies each run folder of ``OUT`` into ``DIR`` without what can be
-rebuilt or is large (checkpoints, weights, and the images the report does not show: it keeps the first
-:data:`RECORD_PROMPTS` prompts x :data:`RECORD_SEEDS` seeds of every evaluation), about 250 kB per toy configuration
-(150 kB compressed), small enough to commit. A later invocation with the same ``--record`` on a fresh machine first copies the recorded
-folders it lacks back into ``OUT`` and resumes from them: a configuration whose validation is recorded is not trained
-again, a recipe whose test evaluation is recorded is not evaluated again (its selected run is retrained, with the
-same seeds, only when its test evaluation is missing).
+wiped): after every configuration the sweep copies each evaluated run folder of ``OUT`` into ``DIR`` without what
+can be rebuilt or is large (checkpoints, weights, and the images the report does not show: it keeps the first
+:data:`RECORD_PROMPTS` prompts x :data:`RECORD_SEEDS` seeds of every evaluation), about 250 kB per toy
+configuration, small enough to commit. A later invocation with the same ``--record`` on a fresh machine first copies
+the recorded folders it lacks back into ``OUT`` and resumes from them: a configuration whose validation is recorded
+is not trained again, a recipe whose test evaluation is recorded is not evaluated again (its selected run is
+retrained, with the same seeds, only when its test evaluation is missing; the harness then regenerates the missing
+images exactly, evaluators.harness.generate_images).
 """
 from __future__ import annotations
 
