@@ -115,9 +115,12 @@ def generate_images(generate: Callable[[list[str], list[int]], list[Image.Image]
                     if meta.get("prompt") == prompt and meta.get("seed") == str(seed) and \
                             meta.get("spec") == spec.key():
                         found[rel] = ImageRecord(pid, prompt, k, seed, rel, image_sha256(im))
-    batches = list(_batches(items, batch_size))
-    todo = [b for b in batches if any(c[4] not in found for c in b)]
-    records = [found[c[4]] for b in batches if all(c[4] in found for c in b) for c in b]
+    todo, records = [], []
+    for batch in _batches(items, batch_size):
+        if all(c[4] in found for c in batch):
+            records += [found[c[4]] for c in batch]
+        else:
+            todo.append(batch)
     start = time.perf_counter()
     n_todo = sum(len(b) for b in todo)
     with tqdm(total=n_todo, desc="generating", disable=not progress or not todo, leave=False) as bar:
