@@ -2,7 +2,7 @@
 and write ``eval/<prompt set>/`` (scores.parquet, summary.json, images/) into a run directory.
 
 A base model is evaluated into ``<output_dir>/base-<model>-<key>/`` once, the key hashing the generation spec, the
-VAE and the base model's weight files (:func:`bench.models.model_identity`); every later comparison with the
+VAE and the content of the base model's files (:func:`bench.models.model_identity`); every later comparison with the
 same prompts, spec and weights reuses it (images and scores are cached), and rebuilt or updated weights get a new
 folder instead of a stale baseline.
 """

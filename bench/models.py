@@ -577,22 +577,51 @@ def _arch_family(path: str) -> str:
 
 def model_identity(path: str, vae: str | None = None) -> str:
     """A stable string for the weights a model path (with the VAE ``vae``) loads: cache keys of latents and of
-    base-model evaluations."""
-    return f"{path}|vae={vae or 'own'}|{weights_fingerprint(path)}"
+    base-model evaluations. A local folder is identified by its files' content, not by where it lies, so the same
+    model in another clone or on another machine keeps its identity (and a ``bench sweep --record`` restored there
+    finds its base-model evaluations); a hub id by its resolved snapshot."""
+    local = Path(path).exists()
+    return f"{'local' if local else path}|vae={vae or 'own'}|{weights_fingerprint(path)}"
+
+
+#: the files of a diffusers folder that decide what it loads: weights (safetensors or .bin, as ``load_components``
+#: accepts both), configs and tokenizer files
+_MODEL_FILES = ("*.json", "*/*.json", "*/*.txt", "*/*.safetensors", "*/*.bin")
 
 
 def weights_fingerprint(path: str) -> str:
-    """Size+mtime of the local weight files, safetensors or .bin as ``load_components`` accepts both (cheap); hub ids
-    are identified by their resolved snapshot."""
+    """The content of a local model folder's files (:data:`_MODEL_FILES`), or a hub id's resolved snapshot.
+
+    Each file's SHA-256 is computed once per machine and remembered under its path, size and modification time
+    (``$BENCH_CACHE/fingerprints.json``), so later calls cost a stat per file."""
     p = Path(path)
     if not p.exists():
         from huggingface_hub import try_to_load_from_cache
         f = try_to_load_from_cache(path, "unet/config.json")
         return Path(f).parent.parent.name if isinstance(f, str) else "unknown-snapshot"
-    parts = []
-    for f in sorted([*p.glob("*/*.safetensors"), *p.glob("*/*.bin")]):
+    files = sorted({f for pattern in _MODEL_FILES for f in p.glob(pattern) if f.is_file()})
+    memo_path = cache_root() / "fingerprints.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    parts, changed = [], False
+    for f in files:
         st = f.stat()
-        parts.append(f"{f.relative_to(p)}:{st.st_size}:{int(st.st_mtime)}")
+        key = f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        if key not in memo:
+            digest = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 24), b""):
+                    digest.update(block)
+            memo[key], changed = digest.hexdigest(), True
+        parts.append(f"{f.relative_to(p).as_posix()}:{memo[key]}")
+    if changed:  # atomically; a concurrent writer may drop an entry, which is only computed again
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=memo_path.parent, prefix=".fingerprints-", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(memo, fh)
+        os.replace(tmp, memo_path)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

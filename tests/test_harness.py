@@ -69,7 +69,9 @@ def test_same_seeds_same_images_across_runs(tmp_path):
 
 
 def test_base_run_dir_follows_weights_and_vae(tmp_path):
-    """A rebuilt or updated base model, or another VAE, never reuses a stale base-model evaluation."""
+    """A rebuilt or updated base model, or another VAE, never reuses a stale base-model evaluation; the same files
+    anywhere else do."""
+    import os
     import shutil
 
     from bench.models import resolve_model
@@ -82,7 +84,18 @@ def test_base_run_dir_follows_weights_and_vae(tmp_path):
     assert first.name.startswith("base-model-")
     assert base_run_dir(tmp_path / "runs", str(model), spec, vae="some/vae") != first
     assert base_run_dir(tmp_path / "runs", str(model), GenerationSpec(steps=3, cfg=3.0, resolution=32, seed=7)) != first
+    # the same files elsewhere (another clone, another machine) or touched keep the key: a restored record's
+    # base-model evaluation is found again
+    shutil.copytree(model, tmp_path / "elsewhere" / "model")
+    assert base_run_dir(tmp_path / "runs", str(tmp_path / "elsewhere" / "model"), spec) == first
     weights = next(model.glob("unet/*.safetensors"))
+    os.utime(weights, (1, 1))
+    assert base_run_dir(tmp_path / "runs", str(model), spec) == first
+    (model / "scheduler" / "scheduler_config.json").write_text(
+        (model / "scheduler" / "scheduler_config.json").read_text().replace("}", ', "note": 1}', 1))
+    assert base_run_dir(tmp_path / "runs", str(model), spec) != first  # a config loads differently too
+    shutil.rmtree(model)
+    shutil.copytree(tmp_path / "elsewhere" / "model", model)
     weights.write_bytes(weights.read_bytes() + b"\0")  # new weights (as after `bench toy build`)
     second = base_run_dir(tmp_path / "runs", str(model), spec)
     assert second != first
