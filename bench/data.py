@@ -33,6 +33,7 @@ from PIL import Image
 from bench import rng
 from bench.config import DataConfig
 from bench.models import Components, cache_root, encode_text, make_cond
+from bench_common import atomic_write_text
 from methods.base import Cond, ImageBatch, PairBatch
 
 REQUIRED_COLUMNS = ("jpg_0", "jpg_1", "label_0", "caption")
@@ -205,7 +206,7 @@ def prepare_pairs(cfg: DataConfig, show_progress: bool = True) -> PairStore:
             if cfg.max_pairs is not None and len(keep) >= cfg.max_pairs:
                 break
         rows = np.asarray(keep, dtype=np.int64)
-        _atomic_write_text(index_file, json.dumps({"rows": rows.tolist(), "dropped": dropped}))
+        atomic_write_text(index_file, json.dumps({"rows": rows.tolist(), "dropped": dropped}))
     if len(rows) == 0:
         raise DataError(f"no usable pairs in {cfg.source!r} ({dropped}); check label_0 values or set "
                         "data.keep_ties=true")
@@ -238,14 +239,6 @@ def load_labels(path: Path, rows: np.ndarray, fingerprint: str) -> np.ndarray:
         raise DataError(f"labels {path} lack {len(missing)} of the training rows (e.g. row {missing[0]}); "
                         "rerun `bench label` on this data")
     return df.loc[[int(r) for r in rows], ["reward_0", "reward_1"]].to_numpy(dtype=np.float64)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------------------------

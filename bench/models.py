@@ -20,7 +20,8 @@ import torch
 
 from bench.exact import MODEL_DIR as EXACT_MODEL_DIR
 from bench.toy import MODEL_DIR as TOY_MODEL_DIR
-from bench_common import Registry, dtype_kwarg
+from bench_common import Registry, atomic_write_text, dtype_kwarg
+from evaluators.scorers._weights import file_sha256
 from methods.base import Cond
 
 
@@ -610,18 +611,10 @@ def weights_fingerprint(path: str) -> str:
         st = f.stat()
         key = f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}"
         if key not in memo:
-            digest = hashlib.sha256()
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 24), b""):
-                    digest.update(block)
-            memo[key], changed = digest.hexdigest(), True
+            memo[key], changed = file_sha256(str(f)), True
         parts.append(f"{f.relative_to(p).as_posix()}:{memo[key]}")
-    if changed:  # atomically; a concurrent writer may drop an entry, which is only computed again
-        memo_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=memo_path.parent, prefix=".fingerprints-", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(memo, fh)
-        os.replace(tmp, memo_path)
+    if changed:  # a concurrent writer may drop an entry, which is only computed again
+        atomic_write_text(memo_path, json.dumps(memo))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
